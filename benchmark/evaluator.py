@@ -1,0 +1,58 @@
+"""The evaluator: the only place that computes scores.
+
+For every domain it asks the method for low-resolution logits, upsamples them to the image size
+(bilinear, as SAM's post-processing) and scores them against the NEAREST-resized masks at that
+size (IoU, Dice, MAE at threshold 0.5 on the sigmoid; a domain's score is the mean over images).
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from benchmark.metrics import image_scores
+
+METRICS = ("iou", "dice", "mae")
+
+
+@torch.no_grad()
+def evaluate_domains(strategy, datasets: Sequence, *, batch_size: int = 16, num_workers: int = 0,
+                     progress=None) -> Dict[str, List[float]]:
+    """Mean IoU / Dice / MAE of ``strategy.predict`` on each dataset, in order."""
+    from scenarios.stream import collate_samples
+
+    strategy.model.eval()
+    device = strategy.device
+    scores: Dict[str, List[float]] = {m: [] for m in METRICS}
+    for dataset in datasets:
+        sums = {m: 0.0 for m in METRICS}
+        count = 0
+        loader = DataLoader(dataset, batch_size=batch_size, shuffle=False,
+                            num_workers=num_workers, collate_fn=collate_samples)
+        for batch in loader:
+            batch = _to_device(batch, device)
+            logits = strategy.backbone.upscale(strategy.predict(batch))
+            per_image = image_scores(logits, batch["mask"])
+            for m in METRICS:
+                sums[m] += float(per_image[m].double().sum())
+            count += len(batch["mask"])
+            if progress is not None:
+                progress.update(len(batch["mask"]))
+        for m in METRICS:
+            scores[m].append(sums[m] / count if count else float("nan"))
+    return scores
+
+
+def _to_device(value, device):
+    if torch.is_tensor(value):
+        return value.to(device)
+    if isinstance(value, dict):
+        return {k: _to_device(v, device) for k, v in value.items()}
+    return value
+
+
+def stack_rows(rows: List[Dict[str, List[float]]]) -> Dict[str, np.ndarray]:
+    """Rows of per-domain scores -> one R matrix per metric, shape (rows, domains)."""
+    return {m: np.array([row[m] for row in rows], dtype=np.float64) for m in METRICS}

@@ -1,0 +1,9 @@
+"""Frozen SAM: no training at all; the zero-shot reference row of every benchmark."""
+from methods.registry import register_method
+from methods.template import SAMStrategy
+
+
+@register_method("zero_shot")
+class ZeroShot(SAMStrategy):
+    tap = "neck"
+    defaults = {"epochs": 0}

@@ -1,0 +1,97 @@
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from benchmark.backbones import build_backbone
+from benchmark.feature_cache import CachedFeatureDataset, FeatureCache
+from scenarios.folder import FolderSegmentationDataset
+from tiny_data import write_tiny_domain
+
+
+@pytest.fixture(scope="module")
+def backbone():
+    torch.manual_seed(0)
+    return build_backbone("sam_small", checkpoint=None)
+
+
+@pytest.fixture()
+def dataset(tmp_path):
+    root = write_tiny_domain(tmp_path / "dom", split="train", n=5, size=48)
+    return FolderSegmentationDataset(root, "train", image_size=256, domain_index=0)
+
+
+def test_cached_features_equal_live_features(backbone, dataset, tmp_path):
+    cache = FeatureCache(tmp_path / "cache", progress=False, batch_size=2)
+    view = cache.view(backbone, dataset, "block6")
+    assert isinstance(view, CachedFeatureDataset) and len(view) == len(dataset)
+    item = view[3]
+    assert "image" not in item and set(item["features"]) == {"tokens"}
+    live = backbone.features_at(dataset[3]["image"][None], "block6")["tokens"][0]
+    assert torch.allclose(item["features"]["tokens"], live, atol=1e-5)
+    assert torch.equal(item["mask"], dataset[3]["mask"])
+
+
+def test_cache_is_reused_and_invalidated_by_file_changes(backbone, dataset, tmp_path):
+    cache = FeatureCache(tmp_path / "cache", progress=False)
+    first = cache.entry_dir(backbone, dataset, "neck")
+    cache.view(backbone, dataset, "neck")
+    mtime = os.stat(first / "meta.json").st_mtime_ns
+    cache.view(backbone, dataset, "neck")  # reused, not rebuilt
+    assert os.stat(first / "meta.json").st_mtime_ns == mtime
+    assert cache.entry_dir(backbone, dataset, "block6") != first  # another tap, another entry
+    image = dataset.files()[0]
+    st = os.stat(image)
+    os.utime(image, ns=(st.st_atime_ns, st.st_mtime_ns + 10 ** 9))
+    assert cache.entry_dir(backbone, dataset, "neck") != first
+    fp16 = FeatureCache(tmp_path / "cache", dtype="float16", progress=False)
+    assert fp16.entry_dir(backbone, dataset, "neck") != first
+    half = fp16.view(backbone, dataset, "neck")[0]["features"]["image_embed"]
+    full = cache.view(backbone, dataset, "neck")[0]["features"]["image_embed"]
+    assert half.dtype == torch.float32 and torch.allclose(half, full, atol=1e-2, rtol=1e-2)
+
+
+def test_crash_during_build_leaves_no_entry(backbone, dataset, tmp_path, monkeypatch):
+    cache = FeatureCache(tmp_path / "cache", progress=False, batch_size=2)
+    original = dataset.load_image
+
+    def flaky(i):
+        if i == 3:
+            raise RuntimeError("simulated crash")
+        return original(i)
+
+    monkeypatch.setattr(dataset, "load_image", flaky)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        cache.view(backbone, dataset, "neck")
+    assert list((tmp_path / "cache").iterdir()) == []
+    monkeypatch.setattr(dataset, "load_image", original)
+    view = cache.view(backbone, dataset, "neck")
+    assert len(view) == len(dataset)
+
+
+def test_training_from_cache_equals_training_from_images(backbone, dataset, tmp_path):
+    """finetune_decoder trained on cached neck features ends with the same weights as from images."""
+    import copy
+
+    from methods.registry import get_method
+    from scenarios.stream import to_avalanche
+
+    cls = get_method("finetune_decoder")
+    cache = FeatureCache(tmp_path / "cache", progress=False)
+    results = []
+    for data in (dataset, cache.view(backbone, dataset, "neck")):
+        torch.manual_seed(0)
+        strategy = cls(backbone=copy.deepcopy(backbone), domain_names=["d"], n_trained=1,
+                       hparams={"epochs": 2, "batch_size": 2}, seed=0)
+        scenario = to_avalanche([data], [data])
+        strategy.learn_domain(scenario.train_stream[0], 0)
+        results.append({k: v.detach().clone() for k, v in strategy.parts.state_dict().items()})
+        assert strategy.loss_history, "no training happened"
+    live, cached = results
+    assert live.keys() == cached.keys()
+    for key in live:
+        assert torch.allclose(live[key], cached[key], atol=1e-5), key
+    # and training did change the decoder
+    base = {f"mask_decoder.{k}": v for k, v in backbone.sam.mask_decoder.state_dict().items()}
+    assert any(not torch.equal(base[k], live[k]) for k in live)
