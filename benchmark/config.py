@@ -9,7 +9,7 @@ from typing import Any, Dict, List, Optional, Union
 import yaml
 
 DEFAULT_CONFIG = Path(__file__).parent / "configs" / "default.yaml"
-METHOD_DEFAULTS = Path(__file__).resolve().parents[1] / "methods" / "configs" / "defaults.yaml"
+METHOD_CONFIGS = Path(__file__).resolve().parents[1] / "methods" / "configs"
 
 
 class ConfigError(ValueError):
@@ -102,20 +102,21 @@ def _validate(cfg: RunConfig, source: str) -> None:
         cfg.checkpoint = None
 
 
-def method_defaults_from_yaml() -> Dict[str, Dict[str, Any]]:
-    """Per-method hyper-parameter defaults declared in methods/configs/defaults.yaml."""
-    if not METHOD_DEFAULTS.is_file():
+def method_defaults_from_yaml(name: str) -> Dict[str, Any]:
+    """Hyper-parameter defaults declared in methods/configs/<name>.yaml (empty when absent)."""
+    path = METHOD_CONFIGS / f"{name}.yaml"
+    if not path.is_file():
         return {}
-    data = yaml.safe_load(METHOD_DEFAULTS.read_text()) or {}
-    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
-        raise ConfigError(f"{METHOD_DEFAULTS}: must map method names to mappings of hyper-parameters")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: must be a mapping of hyper-parameter names to values")
     return data
 
 
 def method_hparams(cfg: RunConfig, name: str, known: Dict[str, Any]) -> Dict[str, Any]:
     """Hyper-parameter overrides for ``name``: YAML defaults, then run-wide, then per-method."""
     merged: Dict[str, Any] = {}
-    merged.update(method_defaults_from_yaml().get(name, {}))
+    merged.update(method_defaults_from_yaml(name))
     merged.update({k: v for k, v in cfg.hparams.items() if k in known})
     merged.update(cfg.method_hparams.get(name, {}))
     return merged
