@@ -59,7 +59,7 @@ class RunContext:
     stream: object                     # scenarios.stream.DomainStream
     stream_cfg: object
     cache: object                      # benchmark.feature_cache.FeatureCache
-    views: Dict[str, tuple]            # tap -> (train views, test views)
+    views: Dict[str, tuple]            # tap -> (train views, test views, general views)
     cache_seconds: float = 0.0
 
     def views_at(self, tap: str):
@@ -67,7 +67,8 @@ class RunContext:
             start = time.perf_counter()
             train = [self.cache.view(self.backbone, ds, tap) for ds in self.stream.train_datasets]
             test = [self.cache.view(self.backbone, ds, tap) for ds in self.stream.test_datasets]
-            self.views[tap] = (train, test)
+            general = [self.cache.view(self.backbone, ds, tap) for ds in self.stream.general_datasets]
+            self.views[tap] = (train, test, general)
             self.cache_seconds += time.perf_counter() - start
         return self.views[tap]
 
@@ -107,11 +108,12 @@ def run_one(ctx: RunContext, method_name: str, seed: int, progress: bool = True)
     overrides = method_hparams(cfg, method_name, known)
     seed_everything(seed)
     start_total = time.perf_counter()
-    train_views, test_views = ctx.views_at(cls.tap)
+    train_views, test_views, general_views = ctx.views_at(cls.tap)
     backbone = copy.deepcopy(ctx.backbone)
     strategy = cls(backbone=backbone, domain_names=list(stream.domain_names), n_trained=stream.trained,
                    hparams=overrides, device=str(ctx.device), seed=seed)
     strategy.model.to(ctx.device)
+    strategy.general_datasets = general_views
     scenario = to_avalanche(train_views, test_views)
     n_eval = sum(len(ds) for ds in test_views)
     bar = tqdm(total=(stream.trained + 1) * n_eval + sum(len(d) for d in train_views),

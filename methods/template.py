@@ -88,6 +88,9 @@ class SAMStrategy(SupervisedTemplate):
         self.scheduler: Optional[torch.optim.lr_scheduler.LRScheduler] = None
         self.domain_index = -1
         self.loss_history: List[float] = []  # mean loss per image, per epoch, over the whole run
+        #: train splits of evaluation-only (general) domains, at ``self.tap``; never trained on,
+        #: but a method may keep samples of them (SAMCL's selector buffer). Set by the runner.
+        self.general_datasets: list = []
 
     def _init_template(self, model, placeholder, device, plugins) -> None:
         super().__init__(

@@ -1,0 +1,214 @@
+"""Stream configuration: a YAML file (or a built-in name from scenarios/streams/) -> StreamConfig.
+
+Relative domain roots and the synthetic cache_dir are resolved against the current working
+directory when the stream is built (run from the repository root to use data/ and cache/).
+"""
+from __future__ import annotations
+
+import dataclasses
+import random
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+STREAMS_DIR = Path(__file__).resolve().parent / "streams"
+DEFAULT_STREAM = "synthetic"
+
+
+class ConfigError(ValueError):
+    """A bad stream configuration; the message names the file and the field."""
+
+
+@dataclass
+class Prompts:
+    num_points: int = 3
+    seed: int = 1234
+
+
+@dataclass
+class DomainSpec:
+    """A trained domain: `<root>/<train>/` and `<root>/<test>/` in the folder format."""
+    name: str
+    root: str = ""  # may be empty for synthetic streams: the generated folder of that name
+    train: str = "train"
+    test: str = "test"
+
+
+@dataclass
+class EvalDomainSpec:
+    """An evaluation-only domain (never trained, always evaluated; COCO in the paper).
+
+    ``train`` optionally names a split that is never trained on but that methods may keep
+    samples of (SAMCL's selector buffer holds pooled features of the general domain).
+    """
+    name: str
+    root: str = ""
+    test: str = "test"
+    train: str | None = None
+
+
+@dataclass
+class SyntheticSpec:
+    """Settings of the built-in synthetic generator (scenarios/synthetic.py)."""
+    seed: int = 0
+    train_per_domain: int = 24
+    test_per_domain: int = 12
+    image_size: int | None = None  # generated side; defaults to the stream's image_size
+    cache_dir: str = "cache/synthetic"
+
+
+@dataclass
+class StreamConfig:
+    name: str
+    domains: list[DomainSpec]
+    image_size: int = 1024
+    mask_reading: str = "threshold"  # or "reference": floor(v / 255), the SAMCL code's reading
+    mask_threshold: int = 128
+    prompts: Prompts = field(default_factory=Prompts)
+    eval_only: list[EvalDomainSpec] = field(default_factory=list)
+    order_seed: int | None = None  # seeded shuffle of the trained domains' order
+    synthetic: SyntheticSpec | None = None
+    source: str = field(default="", metadata={"internal": True})  # the YAML file it came from
+
+    def ordered_domains(self) -> list[DomainSpec]:
+        """The trained domains in stream order (shuffled with `order_seed` when it is set)."""
+        domains = list(self.domains)
+        if self.order_seed is not None:
+            random.Random(self.order_seed).shuffle(domains)
+        return domains
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def available_streams() -> list[str]:
+    return sorted(p.stem for p in STREAMS_DIR.glob("*.yaml"))
+
+
+def load_stream_config(name_or_path: str | Path | None = None, overrides: dict | None = None) -> StreamConfig:
+    """Load a built-in stream by name (`synthetic`, the default, or `paper`) or a YAML file.
+
+    `overrides`: dotted keys, e.g. {"image_size": 128, "synthetic.train_per_domain": 4}; string
+    values are parsed as YAML scalars (so CLI strings like "128" work).
+    """
+    name_or_path = str(name_or_path or DEFAULT_STREAM)
+    path = Path(name_or_path)
+    if path.suffix not in (".yaml", ".yml") and not path.exists():
+        if name_or_path not in available_streams():
+            raise ConfigError(f"unknown stream {name_or_path!r}: not a file, and not a built-in stream "
+                              f"({', '.join(available_streams())})")
+        path = STREAMS_DIR / f"{name_or_path}.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"stream config not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(e).split())})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    raw.setdefault("name", path.stem)
+    for key, value in (overrides or {}).items():
+        _set_dotted(raw, key, yaml.safe_load(value) if isinstance(value, str) else value, path)
+    cfg = _build(StreamConfig, raw, str(path), "")
+    cfg.source = str(path)
+    _validate(cfg, str(path))
+    return cfg
+
+
+def _set_dotted(raw: dict, key: str, value: Any, path: Path) -> None:
+    *parents, last = key.split(".")
+    node = raw
+    for p in parents:
+        if node.get(p) is None:
+            node[p] = {}
+        if not isinstance(node[p], dict):
+            raise ConfigError(f"{path}: override {key!r}: {p!r} is not a mapping")
+        node = node[p]
+    node[last] = value
+
+
+def _build(cls: type, data: Any, src: str, where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{src}: {where or 'top level'}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"{src}: unknown field {_join(where, unknown[0])!r} (known: {', '.join(fields)})")
+    kwargs = {}
+    for name, f in fields.items():
+        if name in data:
+            kwargs[name] = _convert(hints[name], data[name], src, _join(where, name))
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{src}: missing field {_join(where, name)!r}")
+    return cls(**kwargs)
+
+
+def _convert(tp: Any, value: Any, src: str, where: str) -> Any:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (tp,) = [a for a in args if a is not type(None)]
+        return _convert(tp, value, src, where)
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{src}: {where}: expected a list, got {type(value).__name__}")
+        (item,) = args
+        if dataclasses.is_dataclass(item):  # a bare string is shorthand for {name: ...}
+            value = [{"name": v} if isinstance(v, str) else v for v in value]
+        return [_convert(item, v, src, f"{where}[{i}]") for i, v in enumerate(value)]
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, src, where)
+    ok = (isinstance(value, tp) and not (tp is int and isinstance(value, bool))) or (
+        tp is float and isinstance(value, int) and not isinstance(value, bool))
+    if not ok:
+        raise ConfigError(f"{src}: {where}: expected {tp.__name__}, got {type(value).__name__} ({value!r})")
+    return float(value) if tp is float else value
+
+
+def _validate(cfg: StreamConfig, src: str) -> None:
+    def fail(msg: str) -> None:
+        raise ConfigError(f"{src}: {msg}")
+
+    if cfg.image_size <= 0:
+        fail(f"image_size must be positive, got {cfg.image_size}")
+    if cfg.mask_reading not in ("threshold", "reference"):
+        fail(f"mask_reading must be 'threshold' or 'reference', got {cfg.mask_reading!r}")
+    if not 0 < cfg.mask_threshold <= 255:
+        fail(f"mask_threshold must be in 1..255, got {cfg.mask_threshold}")
+    if cfg.prompts.num_points < 1:
+        fail(f"prompts.num_points must be at least 1, got {cfg.prompts.num_points}")
+    if not cfg.domains:
+        fail("domains: at least one trained domain is needed")
+    names = [d.name for d in cfg.domains + cfg.eval_only]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        fail(f"domain name {dup[0]!r} appears twice")
+    if cfg.synthetic is None:
+        for kind, specs in (("domains", cfg.domains), ("eval_only", cfg.eval_only)):
+            for i, d in enumerate(specs):
+                if not d.root:
+                    fail(f"{kind}[{i}].root: missing (needed unless the stream is synthetic)")
+    else:
+        from scenarios.synthetic import DOMAINS
+
+        s = cfg.synthetic
+        for d in cfg.domains + cfg.eval_only:
+            if d.root:
+                fail(f"domain {d.name!r}: root is not allowed in a synthetic stream (its folders are generated)")
+        for n in names:
+            if n not in DOMAINS:
+                fail(f"unknown synthetic domain {n!r} (known: {', '.join(DOMAINS)})")
+        if s.train_per_domain < 1 or s.test_per_domain < 1:
+            fail("synthetic.train_per_domain and synthetic.test_per_domain must be at least 1")
+        if s.image_size is not None and s.image_size <= 0:
+            fail(f"synthetic.image_size must be positive, got {s.image_size}")
+
+
+def _join(where: str, name: str) -> str:
+    return f"{where}.{name}" if where else name

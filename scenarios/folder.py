@@ -1,0 +1,169 @@
+"""The paper's folder format: `<root>/<split>/{images,masks}/`, one mask per image with the same stem.
+
+Decisions (tested in tests/test_scenarios.py):
+- Images and masks may be png, jpg or jpeg, in any combination (matched by file stem).
+- Files in images/ that are not png/jpg/jpeg (and hidden files) are skipped, with one warning.
+- An image without a mask is an error naming the image: a missing label usually means a broken
+  download, and silently evaluating on fewer images would change the scores.
+- Images whose mask is empty after the resize to S are skipped, with one warning listing them
+  (IoU and Dice are undefined on them, and no foreground point prompt exists).
+- Missing `masks/points.json`, or a missing entry in it: points are sampled on the fly with the
+  same function as `python run_benchmark.py points <folder>` (so they equal what it would write),
+  with a warning.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms import functional as TF
+
+from scenarios.points import IMAGE_EXTS, POINTS_SPACE, points_for_mask, read_mask
+
+log = logging.getLogger(__name__)
+
+
+class FolderSegmentationDataset(Dataset):
+    """One split of one domain; items are the dicts of docs/design.md section 1."""
+
+    def __init__(self, root: Path | str, split: str, *, image_size: int, domain_index: int,
+                 mask_reading: str = "threshold", mask_threshold: int = 128, num_points: int = 3,
+                 points_seed: int = 1234, domain_name: str | None = None) -> None:
+        self.root = Path(root)
+        self.split = split
+        self.image_size = int(image_size)
+        self.domain_index = int(domain_index)
+        self.domain_name = domain_name or self.root.name
+        self.mask_reading = mask_reading
+        self.mask_threshold = mask_threshold
+        self.num_points = num_points
+        self.split_dir = self.root / split
+        image_dir, mask_dir = self.split_dir / "images", self.split_dir / "masks"
+        for folder in (self.split_dir, image_dir, mask_dir):
+            if not folder.is_dir():
+                raise FileNotFoundError(f"dataset folder not found: {folder}")
+
+        pairs = _match_masks(image_dir, mask_dir)
+        stored = _read_points_json(mask_dir / "points.json")
+        self.points_file = mask_dir / "points.json" if stored is not None else None
+        if stored is None:
+            log.warning("%s: no points.json; sampling points on the fly (run `python run_benchmark.py "
+                        "points %s` to write them)", mask_dir, self.split_dir)
+            stored = {}
+
+        self._images: list[Path] = []
+        self._masks: list[Path] = []
+        self._points: list[np.ndarray] = []  # (K, 2) in 1024 space
+        self._labels: list[np.ndarray] = []
+        empty, sampled = [], []
+        for image, mask in pairs:
+            if not read_mask(mask, self.image_size, mask_reading, mask_threshold).any():
+                empty.append(image.name)
+                continue
+            entry = stored.get(mask.name) or stored.get(image.name)  # keyed by mask name; image name tolerated
+            if entry is not None:
+                pts, labels = entry
+            else:
+                pts = points_for_mask(mask, num_points, points_seed, mask_reading, mask_threshold)
+                if pts is None:  # empty at 1024 although not at S: treat as empty
+                    empty.append(image.name)
+                    continue
+                labels = np.ones(num_points)
+                sampled.append(mask.name)
+            if len(pts) != num_points:
+                raise ValueError(f"{mask_dir / 'points.json'}: {mask.name} has {len(pts)} points, "
+                                 f"num_points is {num_points} (rewrite it with the points command)")
+            self._images.append(image)
+            self._masks.append(mask)
+            self._points.append(np.asarray(pts, dtype=np.float64))
+            self._labels.append(np.asarray(labels, dtype=np.float64))
+        if empty:
+            log.warning("%s: skipping %d image(s) whose mask is empty at %d px: %s", self.split_dir,
+                        len(empty), self.image_size, ", ".join(empty))
+        if sampled and self.points_file is not None:
+            log.warning("%s: %d mask(s) have no entry in points.json, sampled on the fly (rerun "
+                        "`python run_benchmark.py points %s --overwrite`): %s", mask_dir, len(sampled),
+                        self.split_dir, ", ".join(sampled[:10]) + (" ..." if len(sampled) > 10 else ""))
+
+    def __len__(self) -> int:
+        return len(self._images)
+
+    @property
+    def names(self) -> list[str]:
+        """Image file names, in item order."""
+        return [p.name for p in self._images]
+
+    def files(self) -> list[Path]:
+        """Every file an item depends on (images, masks, points.json): for cache keys."""
+        extra = [self.points_file] if self.points_file is not None else []
+        return [*self._images, *self._masks, *extra]
+
+    def load_image(self, i: int) -> torch.Tensor:
+        """uint8 (3, S, S): PIL RGB, torchvision Resize((S, S)) (bilinear, antialiased)."""
+        with Image.open(self._images[i]) as im:
+            rgb = im.convert("RGB")
+        size = [self.image_size, self.image_size]
+        return TF.pil_to_tensor(TF.resize(rgb, size, InterpolationMode.BILINEAR, antialias=True))
+
+    def load_target(self, i: int) -> dict:
+        """Everything but the image (no image decoding): mask, points, point_labels, domain, index."""
+        if not 0 <= i < len(self):
+            raise IndexError(f"index {i} out of range for {len(self)} items")
+        mask = read_mask(self._masks[i], self.image_size, self.mask_reading, self.mask_threshold)
+        scale = self.image_size / POINTS_SPACE
+        return {
+            "mask": torch.from_numpy(mask.astype(np.float32)),
+            "points": torch.from_numpy((self._points[i] * scale).astype(np.float32)),
+            "point_labels": torch.from_numpy(self._labels[i].astype(np.float32)),
+            "domain": self.domain_index,
+            "index": i,
+        }
+
+    def __getitem__(self, i: int) -> dict:
+        target = self.load_target(i)
+        return {"image": self.load_image(i), **target}
+
+    def __repr__(self) -> str:
+        return (f"FolderSegmentationDataset({self.domain_name!r}, {str(self.split_dir)!r}, "
+                f"{len(self)} items, S={self.image_size})")
+
+
+def _match_masks(image_dir: Path, mask_dir: Path) -> list[tuple[Path, Path]]:
+    masks: dict[str, Path] = {}
+    for p in sorted(mask_dir.iterdir()):
+        if p.is_file() and p.suffix.lower() in IMAGE_EXTS and not p.name.startswith("."):
+            if p.stem in masks:
+                raise ValueError(f"{mask_dir}: two masks for stem {p.stem!r}: {masks[p.stem].name}, {p.name}")
+            masks[p.stem] = p
+    pairs, skipped = [], []
+    for p in sorted(image_dir.iterdir()):
+        if not p.is_file():
+            continue
+        if p.suffix.lower() not in IMAGE_EXTS or p.name.startswith("."):
+            skipped.append(p.name)
+            continue
+        if p.stem not in masks:
+            raise FileNotFoundError(f"{p}: no mask with the same stem in {mask_dir}")
+        pairs.append((p, masks[p.stem]))
+    if skipped:
+        log.warning("%s: skipping %d non-image file(s): %s", image_dir, len(skipped), ", ".join(skipped))
+    return pairs
+
+
+def _read_points_json(path: Path) -> dict | None:
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(data, dict) or not all(
+            isinstance(v, list) and len(v) == 2 and len(v[0]) == len(v[1]) for v in data.values()):
+        raise ValueError(f"{path}: expected {{\"<mask file name>\": [[[x, y], ...], [1, ...]]}}")
+    return data

@@ -1,0 +1,101 @@
+"""A stream of domains: folder datasets in stream order, and their Avalanche benchmark."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch.utils.data import Dataset
+
+from scenarios.config import StreamConfig
+from scenarios.folder import FolderSegmentationDataset
+
+
+@dataclass
+class DomainStream:
+    config: StreamConfig
+    domain_names: list[str]  # trained domains in stream order, then evaluation-only ones
+    trained: int  # T: the first T domains are trained
+    train_datasets: list[FolderSegmentationDataset]  # T
+    test_datasets: list[FolderSegmentationDataset]  # all domains
+    general_datasets: list[FolderSegmentationDataset] = field(default_factory=list)
+    # ^ train splits of evaluation-only domains that have one: never trained on
+
+    def to_avalanche(self) -> Any:
+        return to_avalanche(self.train_datasets, self.test_datasets)
+
+
+def build_domain_stream(cfg: StreamConfig) -> DomainStream:
+    """Datasets of every domain; a synthetic stream is generated (or reused from its cache) first.
+
+    Relative roots resolve against the current working directory.
+    """
+    generated = None
+    if cfg.synthetic is not None:
+        from scenarios.synthetic import generate_synthetic_stream
+
+        generated = generate_synthetic_stream(cfg)
+
+    def root(spec) -> Path:
+        return generated / spec.name if generated is not None else Path(spec.root).expanduser().resolve()
+
+    common = dict(image_size=cfg.image_size, mask_reading=cfg.mask_reading, mask_threshold=cfg.mask_threshold,
+                  num_points=cfg.prompts.num_points, points_seed=cfg.prompts.seed)
+    trained = cfg.ordered_domains()
+    train, test, general = [], [], []
+    for i, spec in enumerate(trained):
+        train.append(FolderSegmentationDataset(root(spec), spec.train, domain_index=i, domain_name=spec.name, **common))
+        test.append(FolderSegmentationDataset(root(spec), spec.test, domain_index=i, domain_name=spec.name, **common))
+    for j, spec in enumerate(cfg.eval_only, start=len(trained)):
+        test.append(FolderSegmentationDataset(root(spec), spec.test, domain_index=j, domain_name=spec.name, **common))
+        if spec.train:
+            general.append(FolderSegmentationDataset(root(spec), spec.train, domain_index=j,
+                                                     domain_name=spec.name, **common))
+    names = [s.name for s in trained] + [s.name for s in cfg.eval_only]
+    return DomainStream(cfg, names, len(trained), train, test, general)
+
+
+def to_avalanche(train_datasets: Sequence[Dataset], test_datasets: Sequence[Dataset]) -> Any:
+    """A CLScenario with one train experience per trained domain and one test experience per domain.
+
+    The task label of an experience is its domain index (item["domain"]), read without decoding
+    images: datasets may be feature-cache views whose items carry `features` instead of `image`.
+    """
+    from avalanche.benchmarks.scenarios.dataset_scenario import benchmark_from_datasets
+    from avalanche.benchmarks.scenarios.task_aware import with_task_labels
+    from avalanche.benchmarks.utils import AvalancheDataset
+    from avalanche.benchmarks.utils.data_attribute import DataAttribute
+
+    def wrap(ds: Dataset) -> AvalancheDataset:
+        labels = [_domain_of(ds)] * len(ds)
+        return AvalancheDataset([ds], data_attributes=[DataAttribute(labels, "targets_task_labels")],
+                                collate_fn=collate_samples)
+
+    return with_task_labels(benchmark_from_datasets(train=[wrap(d) for d in train_datasets],
+                                                    test=[wrap(d) for d in test_datasets]))
+
+
+def _domain_of(ds: Dataset) -> int:
+    if hasattr(ds, "domain_index"):
+        return int(ds.domain_index)
+    if hasattr(ds, "load_target"):
+        return int(ds.load_target(0)["domain"])
+    return int(ds[0]["domain"])
+
+
+def collate_samples(items: list[dict]) -> dict:
+    """Collate sample dicts: tensors are stacked, nested dicts (e.g. `features`) collated by key,
+    numbers become tensors, anything else (e.g. names) is kept as a list."""
+    out = {}
+    for key, first in items[0].items():
+        values = [it[key] for it in items]
+        if isinstance(first, torch.Tensor):
+            out[key] = torch.stack(values)
+        elif isinstance(first, dict):
+            out[key] = collate_samples(values)
+        elif isinstance(first, (bool, int, float)):
+            out[key] = torch.tensor(values)
+        else:
+            out[key] = values
+    return out
