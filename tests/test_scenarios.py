@@ -258,7 +258,7 @@ def test_synthetic_stream_is_deterministic_and_reused(tmp_path: Path) -> None:
     assert a.name == b.name and tree_bytes(a) == tree_bytes(b)
     files = tree_bytes(a)
     assert "natural/test/masks/points.json" in files and (a / "natural" / "train").exists()  # feeds buffers
-    assert len([f for f in files if f.endswith(".png") and "/images/" in f]) == 5 * 3 + 1
+    assert len([f for f in files if f.endswith(".png") and "/images/" in f]) == 5 * 3 + 1 * 3
     stamp = (a / "settings.json").stat().st_mtime_ns
     assert generate_synthetic_stream(tiny_synthetic(tmp_path / "one")) == a
     assert (a / "settings.json").stat().st_mtime_ns == stamp
