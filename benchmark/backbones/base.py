@@ -1,0 +1,101 @@
+"""The backbone interface shared by SAM and SAM2 (docs/design.md section 2)."""
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+Hook = Optional[Callable[[Tensor], Tensor]]
+
+
+class SAMBackbone(nn.Module):
+    """A frozen official SAM / SAM2 model that can be split at a feature tap.
+
+    ``features_from(features_at(x, t), t)`` equals the full encoder for every tap ``t``.
+    Gradients flow through ``features_from`` and ``decode`` (adapters inside the blocks and
+    decoder tuning need them); only the official weights are frozen.
+    """
+
+    name: str
+    family: str
+    image_size: int
+    embed_size: int
+    low_res_size: int
+    taps: tuple[str, ...]
+    sam: nn.Module
+    encoder_blocks: nn.ModuleList
+
+    def __init__(self, name: str, sam: nn.Module, checkpoint_path=None) -> None:
+        super().__init__()
+        self.name = name
+        self.sam = sam
+        self.checkpoint_path = checkpoint_path
+        self._fingerprint: str | None = None
+        for p in self.sam.parameters():
+            p.requires_grad_(False)
+        self.eval()
+
+    # -- to be provided by the family -------------------------------------------------------
+    def preprocess(self, images: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def _embed(self, images: Tensor) -> Tensor:
+        """Preprocess + patch embedding + positional embedding: the input of block 0."""
+        raise NotImplementedError
+
+    # -- taps --------------------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return next(self.sam.parameters()).device
+
+    def tap_index(self, tap: str) -> int:
+        """-1 for "image", k for "block{k}", len(blocks) for "neck"."""
+        if tap not in self.taps:
+            raise ValueError(f"unknown tap {tap!r} for {self.name}; expected image, block0..block"
+                             f"{len(self.encoder_blocks) - 1} or neck")
+        if tap == "image":
+            return -1
+        if tap == "neck":
+            return len(self.encoder_blocks)
+        return int(tap[len("block"):])
+
+    def _check_images(self, images: Tensor) -> Tensor:
+        s = self.image_size
+        if images.dim() != 4 or tuple(images.shape[1:]) != (3, s, s):
+            raise ValueError(f"{self.name} expects images of shape (B, 3, {s}, {s}), got {tuple(images.shape)}")
+        return images.to(self.device)
+
+    @staticmethod
+    def _need(feats: dict, keys, tap: str) -> None:
+        missing = [k for k in keys if k not in feats]
+        if missing:
+            raise ValueError(f"features for tap {tap!r} lack {missing}; got keys {sorted(feats)}")
+
+    def encode(self, images: Tensor, *, pre_neck: Hook = None, post_neck: Hook = None) -> dict[str, Tensor]:
+        """The full image encoder: what the decoder needs."""
+        return self.features_from({"image": images}, "image", pre_neck=pre_neck, post_neck=post_neck)
+
+    def features_at(self, images: Tensor, tap: str) -> dict[str, Tensor]:
+        raise NotImplementedError
+
+    def features_from(self, feats: dict, tap: str, *, pre_neck: Hook = None,
+                      post_neck: Hook = None) -> dict[str, Tensor]:
+        raise NotImplementedError
+
+    def decode(self, enc: dict, points: Tensor, point_labels: Tensor,
+               multimask: bool = False) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+    # -- shared ------------------------------------------------------------------------------
+    def forward(self, images: Tensor, points: Tensor, point_labels: Tensor) -> tuple[Tensor, Tensor]:
+        return self.decode(self.encode(images), points, point_labels)
+
+    def upscale(self, low_res_logits: Tensor) -> Tensor:
+        """Low-res logits -> (B, C, S, S), bilinear as SAM's / SAM2's postprocessing."""
+        return F.interpolate(low_res_logits, (self.image_size, self.image_size), mode="bilinear",
+                             align_corners=False)
+
+    def extra_repr(self) -> str:
+        return f"name={self.name!r}, image_size={self.image_size}, taps=image,block0..{len(self.encoder_blocks) - 1},neck"

@@ -1,0 +1,136 @@
+"""SAM (segment_anything): ViT-B/L/H and the project's small configuration."""
+from __future__ import annotations
+
+from functools import partial
+
+import torch
+from torch import Tensor, nn
+
+from .base import Hook, SAMBackbone
+
+
+def build_sam_small() -> nn.Module:
+    """The ``sam_small`` configuration of docs/design.md section 2, from the official classes."""
+    from segment_anything.modeling import (ImageEncoderViT, MaskDecoder, PromptEncoder, Sam,
+                                           TwoWayTransformer)
+
+    image_size, patch, prompt_dim = 256, 16, 128
+    grid = image_size // patch
+    sam = Sam(
+        image_encoder=ImageEncoderViT(
+            depth=12, embed_dim=192, img_size=image_size, mlp_ratio=4,
+            norm_layer=partial(nn.LayerNorm, eps=1e-6), num_heads=3, patch_size=patch,
+            qkv_bias=True, use_rel_pos=True, global_attn_indexes=(2, 5, 8, 11), window_size=6,
+            out_chans=prompt_dim,
+        ),
+        prompt_encoder=PromptEncoder(
+            embed_dim=prompt_dim, image_embedding_size=(grid, grid),
+            input_image_size=(image_size, image_size), mask_in_chans=16,
+        ),
+        mask_decoder=MaskDecoder(
+            num_multimask_outputs=3,
+            transformer=TwoWayTransformer(depth=2, embedding_dim=prompt_dim, mlp_dim=512, num_heads=8),
+            transformer_dim=prompt_dim, iou_head_depth=3, iou_head_hidden_dim=128,
+        ),
+        pixel_mean=[123.675, 116.28, 103.53],
+        pixel_std=[58.395, 57.12, 57.375],
+    )
+    return sam.eval()
+
+
+def build_sam1(builder: str) -> nn.Module:
+    """Random-init official model (weights are loaded afterwards by the caller)."""
+    if builder == "small":
+        return build_sam_small()
+    from segment_anything import sam_model_registry
+
+    return sam_model_registry[builder](checkpoint=None)
+
+
+class Sam1Backbone(SAMBackbone):
+    """``segment_anything.Sam``. Taps: image, block0..block{n-1} -> {"tokens": (B,h,w,C)}, neck."""
+
+    family = "sam"
+
+    def __init__(self, name: str, sam: nn.Module, checkpoint_path=None) -> None:
+        super().__init__(name, sam, checkpoint_path)
+        enc = sam.image_encoder
+        self.encoder_blocks = enc.blocks
+        self.image_size = enc.img_size
+        self.embed_size = sam.prompt_encoder.image_embedding_size[0]
+        self.low_res_size = 4 * self.embed_size
+        self.taps = ("image", *(f"block{k}" for k in range(len(enc.blocks))), "neck")
+
+    def preprocess(self, images: Tensor) -> Tensor:
+        """Float 0-255, then ``Sam.preprocess``: (x - pixel_mean) / pixel_std (no padding at S)."""
+        return self.sam.preprocess(self._check_images(images).float())
+
+    def _embed(self, images: Tensor) -> Tensor:
+        enc = self.sam.image_encoder
+        x = enc.patch_embed(self.preprocess(images))
+        if enc.pos_embed is not None:
+            x = x + enc.pos_embed
+        return x
+
+    def _blocks(self, x: Tensor, start: int, stop: int) -> Tensor:
+        for blk in self.encoder_blocks[start:stop]:
+            x = blk(x)
+        return x
+
+    def _neck(self, x: Tensor, pre_neck: Hook, post_neck: Hook) -> dict[str, Tensor]:
+        x = x.permute(0, 3, 1, 2)
+        if pre_neck is not None:
+            x = pre_neck(x)
+        emb = self.sam.image_encoder.neck(x)
+        if post_neck is not None:
+            emb = post_neck(emb)
+        return {"image_embed": emb}
+
+    def features_at(self, images: Tensor, tap: str) -> dict[str, Tensor]:
+        k = self.tap_index(tap)
+        if k < 0:
+            return {"image": images}
+        x = self._blocks(self._embed(images), 0, k + 1)
+        if k == len(self.encoder_blocks):
+            return self._neck(x, None, None)
+        return {"tokens": x}
+
+    def features_from(self, feats: dict, tap: str, *, pre_neck: Hook = None,
+                      post_neck: Hook = None) -> dict[str, Tensor]:
+        k = self.tap_index(tap)
+        n = len(self.encoder_blocks)
+        if k == n:
+            self._need(feats, ["image_embed"], tap)
+            if pre_neck is not None:
+                raise ValueError("pre_neck cannot be applied from the 'neck' tap (it acts before the neck)")
+            emb = feats["image_embed"].to(self.device)
+            return {"image_embed": post_neck(emb) if post_neck is not None else emb}
+        if k < 0:
+            self._need(feats, ["image"], tap)
+            x = self._embed(feats["image"])
+        else:
+            self._need(feats, ["tokens"], tap)
+            x = feats["tokens"].to(self.device).clone()  # adapters may work in place
+        return self._neck(self._blocks(x, k + 1, n), pre_neck, post_neck)
+
+    def decode(self, enc: dict, points: Tensor, point_labels: Tensor,
+               multimask: bool = False) -> tuple[Tensor, Tensor]:
+        """Official prompt encoder + mask decoder, one image at a time as ``Sam.forward`` does.
+
+        The official MaskDecoder repeats the image embedding once per prompt set, so a batch of
+        B images with one prompt set each is decoded per image. Points are in S-pixel space
+        (SAM's ResizeLongestSide is the identity at S).
+        """
+        emb = enc["image_embed"]
+        points = points.to(self.device, torch.float32)
+        point_labels = point_labels.to(self.device, torch.float32)
+        pe, md = self.sam.prompt_encoder, self.sam.mask_decoder
+        logits, ious = [], []
+        for i in range(emb.shape[0]):
+            sparse, dense = pe(points=(points[i:i + 1], point_labels[i:i + 1]), boxes=None, masks=None)
+            low, iou = md(image_embeddings=emb[i:i + 1], image_pe=pe.get_dense_pe(),
+                          sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
+                          multimask_output=multimask)
+            logits.append(low)
+            ious.append(iou)
+        return torch.cat(logits), torch.cat(ious)
