@@ -1,15 +1,16 @@
-"""Command line: ``python run_benchmark.py [run|report|cache|points|list] ...``.
+"""Command line: ``python run_benchmark.py [run|grid|report|cache|points|list] ...``.
 
 Heavy imports (torch, Avalanche) happen inside the commands so that ``--help`` answers at once.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from typing import Dict, List, Optional
 
-COMMANDS = ("run", "report", "cache", "points", "list")
+COMMANDS = ("run", "grid", "report", "cache", "points", "list")
 
 
 def _overrides(pairs: List[str]) -> Dict[str, object]:
@@ -39,6 +40,10 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    help="override any config field, dotted (e.g. hparams.epochs=3, "
                         "method_hparams.lora.rank=4, stream_overrides.image_size=128)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--deterministic", action="store_true",
+                   help="torch.use_deterministic_algorithms (see docs/scaling.md for GPU caveats)")
+    p.add_argument("--no-resume", action="store_true",
+                   help="ignore the saved state of an interrupted run and start it afresh")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,11 +51,31 @@ def build_parser() -> argparse.ArgumentParser:
         prog="run_benchmark.py",
         description="Continual-learning benchmark of Segment Anything models. With no command, "
                     "runs the built-in default benchmark and prints the leaderboard.")
-    sub = parser.add_subparsers(dest="command", metavar="{run,report,cache,points,list}")
+    sub = parser.add_subparsers(dest="command", metavar="{run,grid,report,cache,points,list}")
 
     p_run = sub.add_parser("run", help="run a benchmark (the default command)")
     _add_run_options(p_run)
     p_run.add_argument("--no-report", action="store_true", help="do not print the leaderboard")
+
+    p_grid = sub.add_parser("grid", help="a grid of runs (methods x seeds x orders x backbones), "
+                                         "sharded, skipping runs already recorded")
+    p_grid.add_argument("--config", required=True, help="grid YAML (see docs/scaling.md)")
+    p_grid.add_argument("--shard", default=None, metavar="I/N",
+                        help="run only runs k with k %% N == I (e.g. a SLURM array task)")
+    p_grid.add_argument("--dry-run", action="store_true", help="list the runs and exit")
+    p_grid.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a run config field for every run")
+    p_grid.add_argument("--no-progress", action="store_true")
+    p_grid.add_argument("--slurm", action="store_true",
+                        help="submit the grid as a SLURM job array with submitit (pip install submitit)")
+    p_grid.add_argument("--slurm-jobs", type=int, default=None,
+                        help="array size (default: the number of runs to do)")
+    p_grid.add_argument("--slurm-partition", default=None)
+    p_grid.add_argument("--slurm-time", type=int, default=24 * 60, help="minutes per job")
+    p_grid.add_argument("--slurm-gpus", type=int, default=1, help="GPUs per job")
+    p_grid.add_argument("--slurm-cpus", type=int, default=8, help="CPUs per job")
+    p_grid.add_argument("--slurm-parallel", type=int, default=None, help="array tasks at once")
+    p_grid.add_argument("--slurm-folder", default="slurm_logs/%j", help="submitit log folder")
 
     p_rep = sub.add_parser("report", help="leaderboard tables and heatmaps from run records")
     p_rep.add_argument("--results", nargs="+", default=["results"], help="record files or folders")
@@ -90,6 +115,10 @@ def _run_config(args):
             raise SystemExit(f"error: --seeds expects comma-separated integers, got {args.seeds!r}")
     if args.no_progress:
         overrides["progress"] = False
+    if getattr(args, "deterministic", False):
+        overrides["deterministic"] = True
+    if getattr(args, "no_resume", False):
+        overrides["resume"] = False
     cfg = load_run_config(args.config, overrides)
     cfg.method_modules = list(cfg.method_modules) + list(args.method_file)
     return cfg
@@ -106,11 +135,34 @@ def cmd_run(args) -> int:
           f"seeds={cfg.seeds} -> {cfg.output}/", flush=True)
     paths = run_benchmark(cfg)
     elapsed = time.perf_counter() - started
+    if int(os.environ.get("RANK", "0")) != 0:  # torchrun: rank 0 reports
+        return 0
     if not getattr(args, "no_report", False):
         print()
         print(render_terminal(load_records(paths)))
     print(f"\n{len(paths)} run(s) in {elapsed:.1f} s; records in {cfg.output}/ "
           f"(tables: python run_benchmark.py report --results {cfg.output})")
+    return 0
+
+
+def cmd_grid(args) -> int:
+    from benchmark.grid import load_grid, parse_shard, resolve, run_grid, submit_slurm
+
+    grid = load_grid(args.config, _overrides(args.set))
+    if args.no_progress:
+        grid.overrides["progress"] = False
+    shard = parse_shard(args.shard)
+    if args.slurm:
+        todo = sum(not r.done for r in resolve(grid))
+        jobs = args.slurm_jobs or max(todo, 1)
+        slurm = {"timeout_min": args.slurm_time, "gpus_per_node": args.slurm_gpus,
+                 "cpus_per_task": args.slurm_cpus, "slurm_partition": args.slurm_partition,
+                 "slurm_array_parallelism": args.slurm_parallel}
+        submitted = submit_slurm(args.config, args.set, jobs, args.slurm_folder, slurm)
+        print(f"submitted {len(submitted)} SLURM job(s) for {todo} run(s) to do: "
+              f"{', '.join(str(j.job_id) for j in submitted[:5])}{' ...' if len(submitted) > 5 else ''}")
+        return 0
+    run_grid(grid, shard, dry_run=args.dry_run, progress=not args.no_progress)
     return 0
 
 
@@ -174,7 +226,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help")):
         argv = ["run"] + argv
     args = build_parser().parse_args(argv)
-    handlers = {"run": cmd_run, "report": cmd_report, "cache": cmd_cache, "points": cmd_points,
+    handlers = {"run": cmd_run, "grid": cmd_grid, "report": cmd_report, "cache": cmd_cache, "points": cmd_points,
                 "list": cmd_list}
     try:
         return handlers[args.command](args)

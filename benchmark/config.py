@@ -33,6 +33,11 @@ class RunConfig:
     hparams: Dict[str, Any] = field(default_factory=dict)
     method_hparams: Dict[str, Dict[str, Any]] = field(default_factory=dict)
     method_modules: List[str] = field(default_factory=list)
+    resume: bool = True                # continue a killed run from its last finished domain
+    deterministic: bool = False        # torch.use_deterministic_algorithms (GPU: see docs/scaling.md)
+    precision: str = "fp32"            # fp32 | bf16 (autocast; CUDA only)
+    channels_last: bool = False        # channels-last tensors (CUDA only)
+    tensorboard: Optional[str] = None  # a folder for TensorBoard scalars (needs `tensorboard`)
     source: str = "<defaults>"
 
     def to_dict(self) -> Dict[str, Any]:
@@ -98,6 +103,11 @@ def _validate(cfg: RunConfig, source: str) -> None:
          "method_hparams", "must map method names to mappings")
     need(isinstance(cfg.stream_overrides, dict), "stream_overrides", "must be a mapping")
     need(isinstance(cfg.num_workers, int) and cfg.num_workers >= 0, "num_workers", "must be an integer >= 0")
+    for name in ("resume", "deterministic", "channels_last", "progress"):
+        need(isinstance(getattr(cfg, name), bool), name, "must be true or false")
+    need(cfg.precision in ("fp32", "bf16"), "precision", "must be fp32 or bf16")
+    need(cfg.tensorboard is None or (isinstance(cfg.tensorboard, str) and cfg.tensorboard),
+         "tensorboard", "must be a folder path or null")
     if cfg.checkpoint is not None and str(cfg.checkpoint).lower() == "none":
         cfg.checkpoint = None
 

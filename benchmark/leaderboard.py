@@ -382,11 +382,25 @@ def write_heatmaps(records: Sequence[RunRecord], out_dir: str | Path,
 # CLI entry (``python run_benchmark.py report``)
 # --------------------------------------------------------------------------------------------
 
+def dedup_records(records: Sequence[RunRecord]) -> list[RunRecord]:
+    """One record per run id (``extra.run_id``; the latest ``created`` wins), so result folders
+    merged from several machines count a run once. Records without a run id are all kept."""
+    latest: dict[str, RunRecord] = {}
+    out: list[RunRecord] = []
+    for rec in records:
+        rid = rec.extra.get("run_id")
+        if rid is None:
+            out.append(rec)
+        elif rid not in latest or rec.created > latest[rid].created:
+            latest[rid] = rec
+    return out + list(latest.values())
+
+
 def report_main(results_dirs: list[str], out_dir: str,
                 formats: Iterable[str] = FORMATS, heatmaps: bool = True) -> int:
     """Load records, print the terminal table, write tables (and heatmaps); return an exit code."""
     try:
-        records = load_records(results_dirs)
+        records = dedup_records(load_records(results_dirs))
     except FileNotFoundError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

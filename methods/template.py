@@ -10,17 +10,25 @@ loss and keeps a fresh Adam + cosine schedule per domain. A method overrides a f
 - ``predict(batch)``: evaluation-time prediction (e.g. routing);
 - ``storage()``: bytes kept beyond the frozen backbone, by component;
 - ``before_domain(exp)`` / ``after_domain(exp)``: work at domain boundaries;
-- ``extra_record()``: method-specific entries for the run record.
+- ``extra_record()``: method-specific entries for the run record;
+- ``method_state()`` / ``load_method_state(state)``: what a resumed run needs beyond ``self.parts``
+  (buffers, selectors, importances, teachers...), as tensors and plain containers;
+- ``on_resume(finished_experiences)``: rebuild state derived from earlier domains' data.
+
+Scale-out (docs/scaling.md): under ``torchrun`` the trainable parts are wrapped in
+``DistributedDataParallel`` and each process takes its slice of every global batch;
+``enable_precision`` turns on bf16 autocast / channels-last on CUDA.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
 
 from avalanche.training.plugins import EvaluationPlugin
 from avalanche.training.templates import SupervisedTemplate
@@ -35,6 +43,62 @@ def _to_device(value: Any, device: torch.device) -> Any:
     if isinstance(value, dict):
         return {k: _to_device(v, device) for k, v in value.items()}
     return value
+
+
+def _channels_last(value: Any) -> Any:
+    if torch.is_tensor(value) and value.dim() == 4 and value.is_floating_point():
+        return value.contiguous(memory_format=torch.channels_last)
+    if isinstance(value, dict):
+        return {k: _channels_last(v) for k, v in value.items()}
+    return value
+
+
+def _world() -> tuple:
+    """(rank, world size) of the process group, (0, 1) when not distributed."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+class _PartsForward(nn.Module):
+    """What DDP wraps: the trainable parts (whose gradients it averages) and the strategy's
+    ``run_model`` (the parts are called from inside the backbone, so DDP cannot wrap them alone)."""
+
+    def __init__(self, parts: nn.ModuleDict, run: Callable):
+        super().__init__()
+        self.parts = parts
+        self._run = run
+
+    def forward(self, batch):
+        return self._run(batch)
+
+
+class GlobalBatchShardSampler(Sampler):
+    """Batches of indices for process ``rank`` of ``world``: the single-process loader's global
+    batches (the same shuffle, from a generator seeded the same way), each cut into ``world``
+    contiguous slices. A last global batch with fewer than ``world`` items is dropped (a process
+    with an empty batch would stall the gradient all-reduce)."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, rank: int, world: int, shuffle: bool = True):
+        if not 0 < world <= batch_size:
+            raise ValueError(f"batch_size {batch_size} must be at least the number of processes ({world})")
+        self.rank, self.world = rank, world
+        generator = torch.Generator().manual_seed(seed)
+        self._global = DataLoader(range(n), batch_size=batch_size, shuffle=shuffle,
+                                  generator=generator, collate_fn=list)
+
+    def __iter__(self):
+        for batch in self._global:
+            if len(batch) < self.world:
+                warnings.warn(f"dropping a last global batch of {len(batch)} item(s): fewer than "
+                              f"the {self.world} processes")
+                continue
+            bounds = [len(batch) * k // self.world for k in range(self.world + 1)]
+            yield batch[bounds[self.rank]:bounds[self.rank + 1]]
+
+    def __len__(self) -> int:
+        n, size = len(self._global.dataset), self._global.batch_size
+        return n // size + (1 if n % size >= self.world else 0)
 
 
 class SAMModel(nn.Module):
@@ -91,6 +155,9 @@ class SAMStrategy(SupervisedTemplate):
         #: train splits of evaluation-only (general) domains, at ``self.tap``; never trained on,
         #: but a method may keep samples of them (SAMCL's selector buffer). Set by the runner.
         self.general_datasets: list = []
+        self.precision = "fp32"          # "bf16": autocast on CUDA (see enable_precision)
+        self.channels_last = False
+        self._ddp: Optional[nn.Module] = None
 
     def _init_template(self, model, placeholder, device, plugins) -> None:
         super().__init__(
@@ -174,6 +241,66 @@ class SAMStrategy(SupervisedTemplate):
     def extra_record(self) -> Dict[str, Any]:
         return {}
 
+    # ------------------------------------------------------------------ resume (benchmark/resume.py)
+    def method_state(self) -> Dict[str, Any]:
+        """State beyond ``self.parts`` that later domains need (buffers, selectors, importances,
+        teachers...): tensors and plain containers only (it is saved with ``torch.save`` and read
+        with ``weights_only=True``). Default: nothing."""
+        return {}
+
+    def load_method_state(self, state: Dict[str, Any]) -> None:
+        """Restore ``method_state()``; called before ``self.parts`` is loaded, so a method whose
+        parts grow per domain can recreate them here."""
+
+    def on_resume(self, finished_experiences: Sequence) -> None:
+        """Called on resume with the experiences trained before the interruption, after the state
+        is loaded (e.g. joint training re-concatenates their datasets). Default: nothing."""
+
+    def state_dict(self) -> Dict[str, Any]:
+        """Everything a run needs to continue after a domain boundary (the optimiser is fresh per
+        domain, so it holds nothing at a boundary)."""
+        clock = {k: v for k, v in vars(self.clock).items() if type(v) is int}
+        return {"parts": self.parts.state_dict(), "method": self.method_state(),
+                "template": {"loss_history": list(self.loss_history),
+                             "domain_index": self.domain_index, "clock": clock}}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        self.load_method_state(state.get("method", {}))
+        self.parts.load_state_dict(state["parts"])
+        template = state.get("template", {})
+        self.loss_history = [float(v) for v in template.get("loss_history", [])]
+        self.domain_index = int(template.get("domain_index", self.domain_index))
+        for key, value in template.get("clock", {}).items():
+            setattr(self.clock, key, int(value))
+
+    # ------------------------------------------------------------------ precision (GPU path)
+    @property
+    def world_size(self) -> int:
+        return _world()[1]
+
+    def enable_precision(self, precision: str = "fp32", channels_last: bool = False) -> None:
+        """bf16 autocast for training forward passes and ``predict`` (whose logits come back as
+        float32), and channels-last tensors; both only on CUDA (the runner warns on CPU)."""
+        if self.device.type != "cuda":
+            return
+        self.precision, self.channels_last = precision, bool(channels_last)
+        if self.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        if precision == "bf16" or self.channels_last:
+            inner = self.predict
+
+            def predict(batch):
+                if self.channels_last:
+                    batch = _channels_last(batch)
+                with self.autocast():
+                    return inner(batch).float()
+            self.predict = predict
+
+    def autocast(self):
+        if self.precision == "bf16" and self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
     # ------------------------------------------------------------------ entry point for the runner
     def learn_domain(self, experience, domain_index: int, **kwargs) -> None:
         """Train on one domain (one experience) and run the domain-boundary hooks."""
@@ -186,6 +313,8 @@ class SAMStrategy(SupervisedTemplate):
     # ------------------------------------------------------------------ Avalanche overrides
     def _unpack_minibatch(self):
         self.mbatch = _to_device(self.mbatch, self.device)
+        if self.channels_last:
+            self.mbatch = _channels_last(self.mbatch)
 
     @property
     def mb_x(self):
@@ -200,17 +329,34 @@ class SAMStrategy(SupervisedTemplate):
         return self.mbatch["domain"]
 
     def forward(self):
-        return self.run_model(self.mbatch)
+        with self.autocast():
+            if self._ddp is not None and self.is_training:
+                return self._ddp(self.mbatch)
+            return self.run_model(self.mbatch)
 
     def criterion(self):
         low_res, iou_pred = self.mb_output
-        logits = self.backbone.upscale(low_res)
-        return sam_loss(logits, iou_pred, self.mb_y, dice_weight=float(self.hp["dice_weight"]))
+        logits = self.backbone.upscale(low_res.float())
+        loss = sam_loss(logits, iou_pred.float(), self.mb_y, dice_weight=float(self.hp["dice_weight"]))
+        # The loss sums over the batch; DDP averages gradients over the W processes, so each
+        # process's share is scaled by W to give the gradient of the global batch's sum.
+        return loss * self.world_size if self._ddp is not None else loss
 
     def make_train_dataloader(self, num_workers=0, shuffle=True, pin_memory=None,
                               persistent_workers=False, drop_last=False, **kwargs):
         """A plain shuffled loader (Avalanche's task-balanced loader would oversample domains)."""
-        generator = torch.Generator().manual_seed(self.seed * 1000 + max(self.domain_index, 0))
+        loader_seed = self.seed * 1000 + max(self.domain_index, 0)
+        rank, world = _world()
+        if world > 1:  # this process's slice of every global batch (see GlobalBatchShardSampler)
+            sampler = GlobalBatchShardSampler(len(self.adapted_dataset), self.train_mb_size,
+                                              loader_seed, rank, world, shuffle=shuffle)
+            self.dataloader = DataLoader(
+                self.adapted_dataset, batch_sampler=sampler, num_workers=num_workers,
+                generator=torch.Generator().manual_seed(loader_seed),  # keeps the global RNG untouched
+                collate_fn=getattr(self.adapted_dataset, "collate_fn", None),
+                pin_memory=self.device.type == "cuda" if pin_memory is None else pin_memory)
+            return
+        generator = torch.Generator().manual_seed(loader_seed)
         self.dataloader = DataLoader(
             self.adapted_dataset, batch_size=self.train_mb_size, shuffle=shuffle,
             num_workers=num_workers, drop_last=drop_last, generator=generator,
@@ -226,6 +372,7 @@ class SAMStrategy(SupervisedTemplate):
         self.optimizer = torch.optim.Adam(params, lr=float(self.hp["lr"]),
                                           weight_decay=float(self.hp["weight_decay"]))
         self.optimized_param_id = {id(p): p for p in params}
+        self._wrap_ddp()
         kind = self.hp["lr_schedule"]
         epochs = max(int(self.hp["epochs"]), 1)
         if kind == "cosine_epoch":
@@ -240,6 +387,16 @@ class SAMStrategy(SupervisedTemplate):
         else:
             raise ValueError(f"lr_schedule must be cosine_epoch, cosine_iteration or constant, got {kind!r}")
 
+    def _wrap_ddp(self) -> None:
+        """Under torchrun, wrap the trainable parts in DDP afresh for each domain (parts may grow)."""
+        self._ddp = None
+        if self.world_size > 1 and any(True for _ in self.trainable_parameters()):
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index or 0] if self.device.type == "cuda" else None
+            self._ddp = DistributedDataParallel(_PartsForward(self.parts, self.run_model), device_ids=ids,
+                                                find_unused_parameters=True)
+
     def training_epoch(self, **kwargs):
         self._epoch_losses: List[float] = []
         super().training_epoch(**kwargs)
@@ -251,7 +408,9 @@ class SAMStrategy(SupervisedTemplate):
         if not math.isfinite(loss):
             raise FloatingPointError(f"{self.method_name}: loss became {loss} on domain "
                                      f"{self.domain_index}; lower the learning rate")
-        self._epoch_losses.append(loss / max(len(self.mb_y), 1))
+        # per image (under DDP: this process's slice, the loss scaled back by the world size)
+        scale = self.world_size if self._ddp is not None else 1
+        self._epoch_losses.append(loss / scale / max(len(self.mb_y), 1))
         if self.scheduler is not None and self.hp["lr_schedule"] == "cosine_iteration":
             self.scheduler.step()
         super()._after_training_iteration(**kwargs)

@@ -17,3 +17,10 @@ class Joint(FinetuneDecoder):
         current = self.experience.dataset
         self._seen_dataset = current if self._seen_dataset is None else self._seen_dataset.concat(current)
         self.adapted_dataset = self._seen_dataset
+
+    def on_resume(self, finished_experiences) -> None:
+        # The union of the domains trained before an interruption is rebuilt from their experiences.
+        for experience in finished_experiences:
+            self.experience = experience
+            self.train_dataset_adaptation()
+        self.experience = None

@@ -1,0 +1,100 @@
+"""Multi-process runs (``torchrun --nproc_per_node N run_benchmark.py ...``).
+
+torchrun sets ``WORLD_SIZE``/``RANK``/``LOCAL_RANK``; ``setup`` then joins the process group
+(nccl on GPU, gloo on CPU). Training averages the gradients of the trainable parts with
+``DistributedDataParallel`` (methods/template.py); each process takes its slice of every global
+batch. Evaluation gives process r the images r, r+W, r+2W, ... of each domain and all-reduces the
+score sums and image counts, so no image is counted twice (a padded ``DistributedSampler`` would).
+Only rank 0 writes records, run state and cache entries; the others wait at a barrier.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Dict, Iterator, List, Sequence
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import Subset
+
+
+def env_world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_distributed() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def world_size() -> int:
+    return dist.get_world_size() if is_distributed() else 1
+
+
+def rank() -> int:
+    return dist.get_rank() if is_distributed() else 0
+
+
+def is_main() -> bool:
+    return rank() == 0
+
+
+def barrier() -> None:
+    if is_distributed():
+        dist.barrier()
+
+
+def setup(device: torch.device) -> torch.device:
+    """Join the process group when launched by torchrun; returns this process's device."""
+    if env_world_size() <= 1 or is_distributed():
+        return device
+    if device.type == "cuda":
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        device = torch.device("cuda", local)
+        torch.cuda.set_device(device)
+        dist.init_process_group("nccl", device_id=device)
+    else:
+        dist.init_process_group("gloo")
+    return device
+
+
+def teardown() -> None:
+    if is_distributed():
+        dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def main_process_first() -> Iterator[None]:
+    """Rank 0 runs the block first (e.g. builds a cache entry); the others then run it (and find
+    the entry ready). Every process must enter the block the same number of times."""
+    if not is_main():
+        barrier()
+    yield
+    if is_main():
+        barrier()
+
+
+def shard(dataset, r: int, w: int) -> Subset:
+    """Items r, r+w, r+2w, ... of ``dataset``: the shards cover it exactly once."""
+    return Subset(dataset, range(r, len(dataset), w))
+
+
+def evaluate_sharded(strategy, datasets: Sequence, **kwargs) -> Dict[str, List[float]]:
+    """``evaluator.evaluate_domains`` over all processes: each scores its shard, then the score
+    sums and image counts are all-reduced (the mean over every image, each counted once)."""
+    from benchmark.evaluator import METRICS, evaluate_domains
+
+    w = world_size()
+    if w == 1:
+        return evaluate_domains(strategy, datasets, **kwargs)
+    shards = [shard(ds, rank(), w) for ds in datasets]
+    means = evaluate_domains(strategy, shards, **kwargs)
+    device = strategy.device if dist.get_backend() == "nccl" else torch.device("cpu")
+    counts = torch.tensor([float(len(s)) for s in shards], dtype=torch.float64)
+    sums = torch.tensor([[means[m][i] * counts[i].item() if counts[i] > 0 else 0.0
+                          for i in range(len(shards))] for m in METRICS], dtype=torch.float64)
+    counts, sums = counts.to(device), sums.to(device)
+    dist.all_reduce(counts)
+    dist.all_reduce(sums)
+    counts, sums = counts.cpu(), sums.cpu()
+    return {m: [float(sums[k, i] / counts[i]) if counts[i] > 0 else float("nan")
+                for i in range(len(shards))] for k, m in enumerate(METRICS)}
