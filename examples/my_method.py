@@ -1,0 +1,30 @@
+"""A new method in one file: BitFit on SAM's mask decoder (Ben Zaken et al., ACL 2022).
+
+Only the biases of the mask decoder are trained (about 1% of its parameters); everything else stays
+frozen. Run it, and see it in the leaderboard, with:
+
+    python run_benchmark.py --method-file examples/my_method.py --methods my_method
+
+See docs/adding-a-method.md for the hooks a method can override.
+"""
+from methods.registry import register_method
+from methods.template import SAMStrategy
+
+
+@register_method("my_method")
+class DecoderBitFit(SAMStrategy):
+    """BitFit: only the mask decoder's biases are trained."""
+
+    tap = "neck"                 # trainable parts sit in the decoder: start from the cached neck
+    defaults = {"lr": 1e-3}      # overrides the template's defaults; add your own keys here too
+
+    def build(self) -> None:
+        sam = self.backbone.sam
+        decoder = sam.mask_decoder if hasattr(sam, "mask_decoder") else sam.sam_mask_decoder
+        for name, p in decoder.named_parameters():
+            p.requires_grad_(name.endswith("bias"))
+        self.parts["mask_decoder"] = decoder   # trained in place: each run has its own backbone copy
+
+    def storage(self):
+        # Only the biases differ from the frozen backbone, so only they need to be kept.
+        return {"decoder_biases": sum(p.numel() * p.element_size() for p in self.trainable_parameters())}

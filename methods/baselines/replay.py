@@ -1,0 +1,80 @@
+"""Experience replay (ER; Chaudhry et al. 2019, "On Tiny Episodic Memories in Continual Learning").
+
+A buffer keeps ``buffer_per_domain`` randomly chosen training images (with masks and prompts) of
+every past domain (10 as in MoDA / CoSAM); on later domains each mini-batch of new data is joined by
+``replay_batch_size`` buffered items (Avalanche's ``ReplayPlugin`` and ``ReplayDataLoader``, which
+work unchanged with the dict batches and ``collate_samples``). The trained parameters are those of
+``lora`` (rank-10 LoRA on blocks 7-11, tap ``block6``). Storage counts what a deployed ER keeps: the images (uint8, 3 x S x S), the
+masks packed at one bit per pixel and the point prompts (float32 x, y, label) - not the cached
+features the benchmark happens to read for the buffered items.
+"""
+from __future__ import annotations
+
+from typing import Dict, List
+
+import torch
+from avalanche.training.plugins import ReplayPlugin
+from avalanche.training.storage_policy import ExemplarsBuffer
+
+from methods.baselines.lora import LoRA
+from methods.registry import register_method
+
+
+class SeededDomainBuffer(ExemplarsBuffer):
+    """``per_domain`` items drawn at random (seeded per domain) from each experience, kept forever."""
+
+    def __init__(self, per_domain: int, n_domains: int, seed: int):
+        super().__init__(max_size=per_domain * n_domains)
+        self.per_domain, self.seed = per_domain, seed
+        self.groups: List = []
+        self.indices: List[List[int]] = []  # chosen item indices, per domain
+
+    def post_adapt(self, agent, exp):
+        data = exp.dataset
+        g = torch.Generator().manual_seed(self.seed * 1000 + exp.current_experience)
+        idx = torch.randperm(len(data), generator=g)[: self.per_domain].sort().values.tolist()
+        self.indices.append(idx)
+        self.groups.append(data.subset(idx))
+        buffer = self.groups[0]
+        for group in self.groups[1:]:
+            buffer = buffer.concat(group)
+        self.buffer = buffer
+
+    def update(self, strategy, **kwargs):  # what ReplayPlugin calls (the base's is deprecated)
+        self.post_adapt(strategy, strategy.experience)
+
+    def resize(self, strategy, new_size: int):
+        raise NotImplementedError("the replay buffer has a fixed size per domain")
+
+
+@register_method("replay")
+class Replay(LoRA):
+    """Experience replay (ER) of N images per past domain, training the same LoRA as lora."""
+
+    defaults = {"buffer_per_domain": 10, "replay_batch_size": 8}
+
+    def make_plugins(self) -> list:
+        n, mb = int(self.hp["buffer_per_domain"]), int(self.hp["replay_batch_size"])
+        if n < 1 or mb < 1:
+            raise ValueError(f"replay: buffer_per_domain and replay_batch_size must be >= 1, got {n}, {mb}")
+        self.buffer = SeededDomainBuffer(n, max(self.n_trained, 1), self.seed)
+        return [ReplayPlugin(mem_size=self.buffer.max_size, batch_size_mem=mb,
+                             storage_policy=self.buffer)]
+
+    def buffer_items(self) -> int:
+        return sum(len(i) for i in self.buffer.indices)
+
+    def storage(self) -> Dict[str, int]:
+        s = int(self.backbone.image_size)
+        n = self.buffer_items()
+        k = 0
+        if n:
+            k = int(self.buffer.groups[0][0]["points"].shape[0])
+        out = super().storage()
+        out["buffer_images"] = n * 3 * s * s                 # uint8 RGB at the stream's size S
+        out["buffer_masks"] = n * ((s * s + 7) // 8)          # 1 bit per pixel, packed
+        out["buffer_prompts"] = n * k * 3 * 4                # K points: float32 x, y, label
+        return out
+
+    def extra_record(self) -> Dict:
+        return {"buffer_indices": [list(i) for i in self.buffer.indices]}
