@@ -416,3 +416,26 @@ def test_vit_b_split_equals_full_and_golden(golden_root_or_none):
         torch.testing.assert_close(full[0], torch.from_numpy(d["low_res_logits_vanilla"]), **EXACT)
         torch.testing.assert_close(full[1], torch.from_numpy(d["iou_pred_vanilla"]), **EXACT)
         torch.testing.assert_close(feats["tokens"].mean((1, 2))[0], torch.from_numpy(d["pooled_block6"]), **EXACT)
+
+
+def test_batched_decoder_equals_official_decoder_per_image():
+    """decode_all_masks runs B images at once; the official MaskDecoder runs one image at a time."""
+    torch.manual_seed(3)
+    bb = build_backbone("sam_small")
+    for p in bb.sam.image_encoder.parameters():
+        p.data.normal_(0, 0.02)
+    images = torch.randint(0, 256, (3, 3, 256, 256), dtype=torch.uint8)
+    points = torch.rand(3, 3, 2) * 256
+    labels = torch.tensor([[1.0, 1, 0], [1, 1, 1], [1, 0, 0]])
+    with torch.no_grad():
+        enc = bb.features_from(bb.features_at(images, "image"), "image")
+        for multimask in (False, True):
+            low, iou = bb.decode(enc, points, labels, multimask=multimask)
+            pe, md = bb.sam.prompt_encoder, bb.sam.mask_decoder
+            for i in range(3):
+                sparse, dense = pe(points=(points[i:i + 1], labels[i:i + 1]), boxes=None, masks=None)
+                ref_low, ref_iou = md(image_embeddings=enc["image_embed"][i:i + 1],
+                                      image_pe=pe.get_dense_pe(), sparse_prompt_embeddings=sparse,
+                                      dense_prompt_embeddings=dense, multimask_output=multimask)
+                assert torch.allclose(low[i:i + 1], ref_low, atol=1e-5)
+                assert torch.allclose(iou[i:i + 1], ref_iou, atol=1e-6)

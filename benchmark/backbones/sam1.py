@@ -115,22 +115,43 @@ class Sam1Backbone(SAMBackbone):
 
     def decode(self, enc: dict, points: Tensor, point_labels: Tensor,
                multimask: bool = False) -> tuple[Tensor, Tensor]:
-        """Official prompt encoder + mask decoder, one image at a time as ``Sam.forward`` does.
+        """Official prompt encoder + mask decoder for B images with one prompt set each.
 
-        The official MaskDecoder repeats the image embedding once per prompt set, so a batch of
-        B images with one prompt set each is decoded per image. Points are in S-pixel space
-        (SAM's ResizeLongestSide is the identity at S).
+        Points are in S-pixel space (SAM's ResizeLongestSide is the identity at S). The whole batch
+        goes through the decoder at once (see ``decode_all_masks``).
         """
-        emb = enc["image_embed"]
-        points = points.to(self.device, torch.float32)
-        point_labels = point_labels.to(self.device, torch.float32)
-        pe, md = self.sam.prompt_encoder, self.sam.mask_decoder
-        logits, ious = [], []
-        for i in range(emb.shape[0]):
-            sparse, dense = pe(points=(points[i:i + 1], point_labels[i:i + 1]), boxes=None, masks=None)
-            low, iou = md(image_embeddings=emb[i:i + 1], image_pe=pe.get_dense_pe(),
-                          sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
-                          multimask_output=multimask)
-            logits.append(low)
-            ious.append(iou)
-        return torch.cat(logits), torch.cat(ious)
+        pe = self.sam.prompt_encoder
+        sparse, dense = pe(points=(points.to(self.device, torch.float32),
+                                   point_labels.to(self.device, torch.float32)), boxes=None, masks=None)
+        masks, iou = decode_all_masks(self.sam.mask_decoder, enc["image_embed"], pe.get_dense_pe(),
+                                      sparse, dense)
+        if multimask:
+            return masks[:, 1:], iou[:, 1:]
+        return masks[:, :1], iou[:, :1]
+
+
+def decode_all_masks(mask_decoder: nn.Module, image_embeddings: Tensor, image_pe: Tensor,
+                     sparse: Tensor, dense: Tensor) -> tuple[Tensor, Tensor]:
+    """All mask tokens of the official ``MaskDecoder`` for B images with one prompt set each.
+
+    Same computation as ``MaskDecoder.predict_masks``, minus its ``repeat_interleave`` of the image
+    embedding per prompt set (which would pair every image with every prompt set when B > 1), so a
+    batch is decoded in one pass. Returns (masks (B, 4, L, L), iou_pred (B, 4)); token 0 is the
+    single-mask output, tokens 1-3 the multi-mask ones.
+    """
+    md = mask_decoder
+    b = sparse.shape[0]
+    output_tokens = torch.cat([md.iou_token.weight, md.mask_tokens.weight], dim=0)
+    tokens = torch.cat((output_tokens.unsqueeze(0).expand(b, -1, -1), sparse), dim=1)
+    src = image_embeddings + dense
+    pos_src = image_pe.expand(b, -1, -1, -1)
+    _, c, h, w = src.shape
+    hs, src = md.transformer(src, pos_src, tokens)
+    iou_token_out = hs[:, 0, :]
+    mask_tokens_out = hs[:, 1:(1 + md.num_mask_tokens), :]
+    upscaled = md.output_upscaling(src.transpose(1, 2).reshape(b, c, h, w))
+    hyper_in = torch.stack([md.output_hypernetworks_mlps[i](mask_tokens_out[:, i, :])
+                            for i in range(md.num_mask_tokens)], dim=1)
+    _, c, h, w = upscaled.shape
+    masks = (hyper_in @ upscaled.reshape(b, c, h * w)).reshape(b, -1, h, w)
+    return masks, md.iou_prediction_head(iou_token_out)

@@ -1,0 +1,423 @@
+"""Pretraining of the small SAM (`sam_small`, docs/design.md §2) on the generic synthetic distribution.
+
+SAM's recipe, simplified for a 2-core CPU: the whole model (image encoder, prompt encoder, mask decoder)
+is trained from scratch at 256 px on scenes from scenarios/generic.py, generated on the fly and
+deterministic from (seed, sample index). Per image one target object is picked and prompted as SAM was
+trained: with equal probability 1-3 foreground points drawn uniformly inside the mask (sometimes with one
+background point) or the object's box with noise. A single-point prompt asks for SAM's 3 masks and only
+the best one is back-propagated; other prompts ask for one mask.
+
+Loss (SAM paper): 20 * focal(alpha 0.25, gamma 2) + dice on the logits upsampled to S, plus the MSE between
+the predicted IoU and the IoU of the thresholded mask. AdamW with linear warmup then cosine decay.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from scenarios.generic import GenericDataset, generate_scene, pick_target, sample_inside, scene_seed
+
+IMAGE_SIZE = 256
+HELD_OUT_SEED = 1_000_003  # generic evaluation scenes; training uses --seed (default 0)
+FOCAL_WEIGHT, DICE_WEIGHT, IOU_WEIGHT = 20.0, 1.0, 1.0
+FOCAL_ALPHA, FOCAL_GAMMA = 0.25, 2.0
+
+
+@dataclass
+class PretrainConfig:
+    steps: int = 2400
+    batch_size: int = 8
+    lr: float = 5e-4
+    weight_decay: float = 0.1
+    warmup: int = 100
+    seed: int = 0
+    point_prob: float = 0.5  # probability of a point prompt (else a box)
+    background_point_prob: float = 0.25
+    box_noise: float = 0.1  # box-side fraction (std) of the coordinate noise, capped at 20 px (as SAM)
+    image_size: int = IMAGE_SIZE  # 256 for sam_small; tests use smaller models and images
+    bf16: bool = False  # bf16 autocast for forward/loss (about 1.6x faster on a CPU with avx512_bf16)
+
+
+# ---------------------------------------------------------------- model
+
+
+def _fallback_small_sam() -> nn.Module:
+    """The `sam_small` configuration of docs/design.md §2 from the official classes (used only while
+    benchmark/backbones.py does not provide it)."""
+    from segment_anything.modeling import (ImageEncoderViT, MaskDecoder, PromptEncoder, Sam,
+                                           TwoWayTransformer)
+
+    s, dim = IMAGE_SIZE, 128
+    return Sam(
+        image_encoder=ImageEncoderViT(
+            img_size=s, patch_size=16, in_chans=3, embed_dim=192, depth=12, num_heads=3, mlp_ratio=4,
+            out_chans=dim, qkv_bias=True, norm_layer=partial(nn.LayerNorm, eps=1e-6), use_rel_pos=True,
+            window_size=6, global_attn_indexes=(2, 5, 8, 11)),
+        prompt_encoder=PromptEncoder(embed_dim=dim, image_embedding_size=(s // 16, s // 16),
+                                     input_image_size=(s, s), mask_in_chans=16),
+        mask_decoder=MaskDecoder(
+            num_multimask_outputs=3,
+            transformer=TwoWayTransformer(depth=2, embedding_dim=dim, mlp_dim=512, num_heads=8),
+            transformer_dim=dim, iou_head_depth=3, iou_head_hidden_dim=128),
+        pixel_mean=[123.675, 116.28, 103.53],
+        pixel_std=[58.395, 57.12, 57.375],
+    )
+
+
+def build_small_sam() -> nn.Module:
+    """A randomly initialised official `Sam` in the `sam_small` configuration (trainable)."""
+    try:
+        from benchmark.backbones import build_backbone
+    except ImportError:
+        sam = _fallback_small_sam()
+    else:
+        sam = build_backbone("sam_small", checkpoint=None).sam
+    for p in sam.parameters():
+        p.requires_grad_(True)
+    return sam.train()
+
+
+def _sam_of(model: nn.Module) -> nn.Module:
+    return getattr(model, "sam", model)
+
+
+# ---------------------------------------------------------------- data
+
+
+def training_item(seed: int, index: int, cfg: PretrainConfig, size: int = IMAGE_SIZE) -> dict:
+    """Sample `index` of the training stream: image, target mask and a SAM-style prompt."""
+    rng = np.random.default_rng(scene_seed(seed, index))
+    scene = generate_scene(rng, size)
+    mask = pick_target(scene, rng)
+    item: dict[str, Any] = {"points": None, "point_labels": None, "box": None}
+    if rng.random() < cfg.point_prob:
+        k = int(rng.integers(1, 4))
+        pts, labels = sample_inside(mask, k, rng), np.ones(k, np.float32)
+        if rng.random() < cfg.background_point_prob and (~mask).any():
+            pts = np.concatenate([pts, sample_inside(~mask, 1, rng)])
+            labels = np.append(labels, 0.0).astype(np.float32)
+        item["points"], item["point_labels"] = torch.from_numpy(pts), torch.from_numpy(labels)
+        item["multimask"] = k == 1 and len(labels) == 1
+    else:
+        ys, xs = np.nonzero(mask)
+        box = np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], np.float64)
+        side = np.array([box[2] - box[0], box[3] - box[1]] * 2)
+        noise = np.clip(rng.normal(0, 1, 4) * cfg.box_noise * side, -20, 20)
+        item["box"] = torch.from_numpy(np.clip(box + noise, 0, size).astype(np.float32))
+        item["multimask"] = False
+    item["image"] = torch.from_numpy(scene.image).permute(2, 0, 1).contiguous()
+    item["mask"] = torch.from_numpy(mask.astype(np.float32))
+    return item
+
+
+class TrainingStream(torch.utils.data.Dataset):
+    """Training samples [start, start + n) of the stream; item i depends only on (seed, start + i)."""
+
+    def __init__(self, cfg: PretrainConfig, start: int, n: int) -> None:
+        self.cfg, self.start, self.n = cfg, start, n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> dict:
+        return training_item(self.cfg.seed, self.start + i, self.cfg, self.cfg.image_size)
+
+
+def _single_threaded_worker(_: int) -> None:
+    """Data workers draw with numpy/OpenCV only; one thread each keeps them off the training threads."""
+    import cv2
+
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+
+
+def _collate(items: list[dict]) -> list[dict]:
+    return items
+
+
+# ---------------------------------------------------------------- loss
+
+
+def mask_losses(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-mask (focal, dice) for logits (M,S,S) against one target (S,S); both shaped (M,)."""
+    t = target.expand_as(logits)
+    p = torch.sigmoid(logits)
+    ce = F.binary_cross_entropy_with_logits(logits, t, reduction="none")
+    p_t = p * t + (1 - p) * (1 - t)
+    alpha_t = FOCAL_ALPHA * t + (1 - FOCAL_ALPHA) * (1 - t)
+    focal = (alpha_t * ce * (1 - p_t) ** FOCAL_GAMMA).flatten(1).mean(1)
+    inter = (p * t).flatten(1).sum(1)
+    dice = 1 - (2 * inter + 1) / (p.flatten(1).sum(1) + t.flatten(1).sum(1) + 1)
+    return focal, dice
+
+
+def mask_iou(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """IoU of (logits > 0) with the target, per mask: logits (..., S, S), target broadcastable."""
+    pred = logits > 0
+    t = target > 0.5
+    inter = (pred & t).flatten(-2).sum(-1).float()
+    union = (pred | t).flatten(-2).sum(-1).float()
+    return torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(inter))
+
+
+def _to(item: dict, device: torch.device | str) -> dict:
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in item.items()}
+
+
+def _prompt_groups(batch: list[dict]) -> list[tuple[list[int], tuple | None, torch.Tensor | None]]:
+    """Items grouped by prompt kind for batched decoding: point items (padded to the longest with
+    label -1, SAM's "not a point") and box items. Returns (indices, points or None, boxes or None)."""
+    groups = []
+    point_idx = [i for i, it in enumerate(batch) if it.get("points") is not None]
+    box_idx = [i for i, it in enumerate(batch) if it.get("points") is None]
+    if point_idx:
+        k = max(len(batch[i]["points"]) for i in point_idx)
+        device = batch[point_idx[0]]["points"].device
+        coords = torch.zeros(len(point_idx), k, 2, device=device)
+        labels = torch.full((len(point_idx), k), -1.0, device=device)
+        for row, i in enumerate(point_idx):
+            n = len(batch[i]["points"])
+            coords[row, :n] = batch[i]["points"].float()
+            labels[row, :n] = batch[i]["point_labels"].float()
+        groups.append((point_idx, (coords, labels), None))
+    if box_idx:
+        groups.append((box_idx, None, torch.stack([batch[i]["box"] for i in box_idx])))
+    return groups
+
+
+def decode_batch(sam: nn.Module, embeds: torch.Tensor, batch: list[dict]):
+    """All four mask tokens for every item, decoded a prompt group at a time -> (B,4,L,L), (B,4)."""
+    from benchmark.backbones.sam1 import decode_all_masks
+
+    masks, ious = [None] * len(batch), [None] * len(batch)
+    pe = sam.prompt_encoder
+    for idx, points, boxes in _prompt_groups(batch):
+        sparse, dense = pe(points=points, boxes=boxes, masks=None)
+        m, q = decode_all_masks(sam.mask_decoder, embeds[idx], pe.get_dense_pe(), sparse, dense)
+        for row, i in enumerate(idx):
+            masks[i], ious[i] = m[row], q[row]
+    return torch.stack(masks), torch.stack(ious)
+
+
+def batch_loss(sam: nn.Module, batch: list[dict]) -> tuple[torch.Tensor, dict[str, float]]:
+    """Mean SAM loss over a list of training items (one encoder pass and one decoder pass per
+    prompt kind for the whole batch)."""
+    device = sam.pixel_mean.device
+    batch = [_to(it, device) for it in batch]
+    images = torch.stack([it["image"] for it in batch]).float()
+    embeds = sam.image_encoder(sam.preprocess(images))
+    size = images.shape[-1]
+    all_low, all_iou = decode_batch(sam, embeds, batch)
+    all_logits = F.interpolate(all_low, (size, size), mode="bilinear", align_corners=False)
+    total, logs = images.new_zeros(()), {"focal": 0.0, "dice": 0.0, "iou_mse": 0.0, "miou": 0.0}
+    for i, it in enumerate(batch):
+        chosen = slice(1, None) if it["multimask"] else slice(0, 1)  # as multimask_output
+        logits, iou_pred = all_logits[i, chosen], all_iou[i, chosen]
+        focal, dice = mask_losses(logits, it["mask"])
+        per_mask = FOCAL_WEIGHT * focal + DICE_WEIGHT * dice
+        best = int(per_mask.argmin())  # SAM: only the best of the multi-mask outputs is back-propagated
+        actual = mask_iou(logits.detach(), it["mask"])
+        iou_mse = F.mse_loss(iou_pred, actual)
+        total = total + per_mask[best] + IOU_WEIGHT * iou_mse
+        logs["focal"] += float(focal[best].detach()) / len(batch)
+        logs["dice"] += float(dice[best].detach()) / len(batch)
+        logs["iou_mse"] += float(iou_mse.detach()) / len(batch)
+        logs["miou"] += float(actual[best]) / len(batch)
+    return total / len(batch), logs
+
+
+# ---------------------------------------------------------------- optimisation and state
+
+
+def make_optimiser(sam: nn.Module, cfg: PretrainConfig):
+    """AdamW (no decay on norms, biases, embeddings) with linear warmup then cosine decay to 1% of lr."""
+    decay, no_decay = [], []
+    for name, p in sam.named_parameters():
+        (no_decay if p.ndim < 2 or "pos" in name else decay).append(p)
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.999))
+
+    def factor(step: int) -> float:
+        if step < cfg.warmup:
+            return (step + 1) / cfg.warmup
+        progress = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+        return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+def _atomic_torch_save(obj: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def save_state(path: Path, sam: nn.Module, opt, sched, step: int, cfg: PretrainConfig) -> None:
+    """Atomically write everything needed to continue the run exactly (model, optimiser, schedule, RNG)."""
+    _atomic_torch_save({"model": sam.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                        "step": step, "config": asdict(cfg), "torch_rng": torch.get_rng_state()}, path)
+
+
+def load_state(path: Path, sam: nn.Module, opt, sched, cfg: PretrainConfig) -> int:
+    """Restore a state written by save_state; returns the next step. The data config must match."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"no training state to resume at {path}")
+    state = torch.load(path, map_location=sam.pixel_mean.device, weights_only=False)
+    saved = PretrainConfig(**state["config"])
+    for key in ("batch_size", "seed", "point_prob", "background_point_prob", "box_noise", "image_size"):
+        if getattr(saved, key) != getattr(cfg, key):
+            raise ValueError(f"{path}: cannot resume, {key} was {getattr(saved, key)!r}, now {getattr(cfg, key)!r}")
+    sam.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["torch_rng"].cpu())
+    return int(state["step"])
+
+
+def train(cfg: PretrainConfig, state_path: Path | None = None, resume: bool = False,
+          minutes: float | None = None, save_every: int = 100, workers: int = 0,
+          sam: nn.Module | None = None, progress: bool = True,
+          log: Callable[[int, dict], None] | None = None, device: str = "cpu") -> tuple[nn.Module, int]:
+    """Train `sam` (a fresh small SAM by default) up to cfg.steps or the wall budget; returns (sam, steps done)."""
+    torch.manual_seed(cfg.seed)
+    sam = (build_small_sam() if sam is None else sam.train()).to(device)
+    opt, sched = make_optimiser(sam, cfg)
+    step = load_state(state_path, sam, opt, sched, cfg) if resume and state_path is not None else 0
+    loader = torch.utils.data.DataLoader(
+        TrainingStream(cfg, step * cfg.batch_size, max(0, cfg.steps - step) * cfg.batch_size),
+        batch_size=cfg.batch_size, shuffle=False, num_workers=workers, collate_fn=_collate,
+        worker_init_fn=_single_threaded_worker, prefetch_factor=4 if workers else None)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=cfg.steps, initial=step, desc="pretrain sam_small", dynamic_ncols=True, mininterval=5)
+    start = time.monotonic()
+    autocast_device = "cuda" if str(device).startswith("cuda") else "cpu"
+    for batch in loader:
+        with torch.autocast(autocast_device, dtype=torch.bfloat16, enabled=cfg.bf16):
+            loss, logs = batch_loss(sam, batch)  # logs["miou"]: training-batch IoU of the best mask
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(sam.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        step += 1
+        logs["loss"], logs["lr"] = float(loss.detach()), sched.get_last_lr()[0]
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{logs['loss']:.3f}", miou=f"{logs['miou']:.2f}", refresh=False)
+        if log is not None:
+            log(step, logs)
+        out_of_time = minutes is not None and time.monotonic() - start >= minutes * 60
+        if state_path is not None and (step % save_every == 0 or step == cfg.steps or out_of_time):
+            save_state(state_path, sam, opt, sched, step, cfg)
+        if out_of_time:
+            break
+    if bar is not None:
+        bar.close()
+    return sam.eval(), step
+
+
+# ---------------------------------------------------------------- export and evaluation
+
+
+def export_safetensors(sam: nn.Module, path: Path, max_mb: float = 25.0) -> str:
+    """Write the Sam state dict as safetensors (fp32, or fp16 when fp32 would exceed max_mb); returns sha256."""
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().cpu().contiguous() for k, v in _sam_of(sam).state_dict().items()}
+    if sum(v.numel() * 4 for v in state.values()) > max_mb * 1e6:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(state, tmp, metadata={"config": "sam_small", "format": "segment_anything.Sam state dict"})
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; the shipped file is meant to be shared
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    if path.stat().st_size > max_mb * 1e6:
+        raise ValueError(f"{path}: {path.stat().st_size / 1e6:.1f} MB exceeds the {max_mb} MB limit")
+    return sha256_of(path)
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load_small_sam(path: Path) -> nn.Module:
+    """The shipped weights in a small Sam (via build_backbone when available)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"small SAM checkpoint not found: {path}")
+    try:
+        from benchmark.backbones import build_backbone
+    except ImportError:
+        from safetensors.torch import load_file
+        sam = _fallback_small_sam()
+        sam.load_state_dict(load_file(str(path)))
+        return sam.eval()
+    return build_backbone("sam_small", checkpoint=path).sam.eval()
+
+
+@torch.no_grad()
+def evaluate_items(model: nn.Module, items, batch_size: int = 8) -> list[float]:
+    """Per-item IoU with the items' point prompts, single-mask output, logits thresholded at 0 at S."""
+    sam = _sam_of(model)
+    was_training = sam.training
+    sam.eval()
+    ious: list[float] = []
+    batch: list[dict] = []
+
+    def flush() -> None:
+        device = sam.pixel_mean.device
+        batch[:] = [_to(it, device) for it in batch]
+        images = torch.stack([it["image"] for it in batch]).float()
+        embeds = sam.image_encoder(sam.preprocess(images))
+        low, _ = decode_batch(sam, embeds, batch)
+        logits = F.interpolate(low[:, :1], images.shape[-2:], mode="bilinear", align_corners=False)
+        for i, it in enumerate(batch):
+            ious.append(float(mask_iou(logits[i, 0], it["mask"])))
+        batch.clear()
+
+    for it in items:
+        batch.append(it)
+        if len(batch) == batch_size:
+            flush()
+    if batch:
+        flush()
+    sam.train(was_training)
+    return ious
+
+
+def evaluate_generic(backbone: nn.Module, n: int = 200, seed: int = HELD_OUT_SEED, n_points: int = 3,
+                     batch_size: int = 8) -> float:
+    """Zero-shot mIoU on `n` held-out generic scenes with `n_points` foreground points (single mask)."""
+    size = int(_sam_of(backbone).image_encoder.img_size)
+    ious = evaluate_items(backbone, GenericDataset(n, seed, size, n_points), batch_size)
+    return float(np.mean(ious))
