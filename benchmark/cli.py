@@ -186,7 +186,7 @@ def cmd_cache(args) -> int:
         taps = [t.strip() for t in args.taps.split(",") if t.strip()]
     else:
         from methods.registry import get_method
-        taps = sorted({get_method(m).tap for m in resolve_methods(cfg)})
+        taps = sorted({get_method(m).tap_for(cfg.backbone) for m in resolve_methods(cfg)})
     ctx = prepare(cfg)
     for tap in taps:
         if tap not in ctx.backbone.taps:

@@ -168,7 +168,8 @@ def run_one(ctx: RunContext, method_name: str, seed: int, progress: bool = True)
     run_id = run_id_of(cfg, ctx.stream_cfg, method_name, seed, cls.resolve_hparams(overrides))
     state_dir = resume.state_dir(cfg.output, run_id)
     start_total = time.perf_counter()
-    train_views, test_views, general_views = ctx.views_at(cls.tap)
+    train_views, test_views, general_views = ctx.views_at(
+        cls.tap_for(cfg.backbone, cls.resolve_hparams(overrides)))
     seed_everything(seed)  # after the cache: whether it was built must not change the run
     backbone = copy.deepcopy(ctx.backbone)
     strategy = cls(backbone=backbone, domain_names=list(stream.domain_names), n_trained=stream.trained,

@@ -142,6 +142,7 @@ class SAMStrategy(SupervisedTemplate):
         self.n_trained = n_trained
         self.seed = seed
         self.backbone = backbone
+        self.tap = type(self).tap_for(getattr(backbone, "name", ""), self.hp)
         model = SAMModel(backbone)
         self._model_ref = model
         self.build()
@@ -187,6 +188,12 @@ class SAMStrategy(SupervisedTemplate):
                                  f"{type(default).__name__}, got {value!r}")
             merged[key] = value
         return merged
+
+    @classmethod
+    def tap_for(cls, backbone_name: str, hparams: Optional[Dict[str, Any]] = None) -> str:
+        """The feature tap this method starts from on ``backbone_name`` (default: ``cls.tap``).
+        The runner asks before building the strategy, so it can hand over cached features."""
+        return cls.tap
 
     @property
     def parts(self) -> nn.ModuleDict:

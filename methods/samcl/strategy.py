@@ -1,0 +1,235 @@
+"""SAMCL as a benchmark strategy (``samcl``) and its oracle-routed upper bound (``samcl_oracle``).
+
+Training: blocks 0-6 are frozen and untouched, so the domain's AugModule trains from the cached
+block-6 tap (``tap = "block6"``). After each domain the first ``buffer_size`` pooled block-6 vectors
+of its training set go into the buffer and the Module Selector keeps training on the whole buffer.
+Evaluation: images are grouped by the class the selector picks (the true domain for the oracle)
+and each group runs once with that AugModule active; classes without a module (evaluation-only
+general domains, domains not trained yet) get vanilla SAM. All modules stay in memory.
+
+Evaluation-only domains reach the buffer only through :meth:`SAMCL.add_general_domain` (the runner
+calls it, when it can, with the cached view of the domain's train split).
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, Optional
+
+import torch
+from torch.utils.data import DataLoader
+
+from methods.registry import register_method
+from methods.samcl.augmodule import AugModule, ModuleSet, config_for_backbone, count_parameters
+from methods.samcl.selector import (FeatureBuffer, ModuleSelector, SelectorTraining, confusion_matrix,
+                                    pooled_tap, train_selector)
+from methods.template import SAMStrategy
+
+
+@register_method("samcl")
+class SAMCL(SAMStrategy):
+    tap = "block6"
+    routing = "selector"
+    defaults = {
+        "rank": 10,
+        "buffer_size": 300,
+        "selector_lr": 0.01,
+        "selector_epochs": 25,
+        "selector_batch_size": 24,
+        "transposed_neck": True,   # reference quirk (the released modules were trained with it)
+        "window_map": "resize",    # reference quirk; "partition" aligns windowed blocks' map
+    }
+
+    @classmethod
+    def tap_for(cls, backbone_name: str, hparams: Optional[Dict[str, Any]] = None) -> str:
+        """The tap for a backbone: the last untouched block (SAM2.1 Hiera-T adapts blocks 6-9)."""
+        return "block5" if backbone_name.startswith("sam2") else "block6"
+
+    # ------------------------------------------------------------------ build
+    def build(self) -> None:
+        want = self.tap_for(getattr(self.backbone, "name", ""))
+        if want != self.tap:
+            raise ValueError(f"{self.method_name} on {self.backbone.name} needs features at {want!r}, "
+                             f"but the strategy is fed {self.tap!r}")
+        cfg = config_for_backbone(self.backbone, rank=int(self.hp["rank"]),
+                                  transposed_neck=bool(self.hp["transposed_neck"]),
+                                  window_map=str(self.hp["window_map"]))
+        self.module_set = ModuleSet(cfg).attach(self.backbone.encoder_blocks)
+        self.selector = ModuleSelector(cfg.width, len(self.domain_names))
+        self.buffer = FeatureBuffer(int(self.hp["buffer_size"]))
+        self.parts["module_set"] = self.module_set
+        self.parts["selector"] = self.selector
+        for p in self.selector.parameters():
+            p.requires_grad_(False)  # trained by train_selector only, never by the segmentation loss
+        self._current: Optional[str] = None
+        self._confusion: Dict[int, torch.Tensor] = {}
+        self.selector_losses: Dict[str, list] = {}
+        self._general_added = False
+
+    def trainable_parameters(self):
+        if self._current is None:
+            return []
+        return list(self.module_set[self._current].parameters())
+
+    # ------------------------------------------------------------------ domain boundaries
+    def before_domain(self, experience) -> None:
+        if not self._general_added:  # evaluation-only domains' train splits feed the buffer
+            for dataset in self.general_datasets:
+                self.add_general_domain(dataset.domain_name, dataset)
+            self._general_added = True
+        name = self.domain_names[self.domain_index]
+        if name not in self.module_set.names():
+            self.module_set.add(name).to(self.device)
+        self._current = name
+
+    def after_domain(self, experience) -> None:
+        self.add_domain_vectors(self.domain_names[self.domain_index], experience.dataset)
+        self._current = None
+        self.train_selector()
+
+    def add_domain_vectors(self, name: str, dataset) -> int:
+        """Pooled tap vectors of the first ``buffer_size`` items of ``dataset`` into the buffer."""
+        from scenarios.stream import collate_samples
+
+        kept = 0
+        loader = DataLoader(dataset, batch_size=int(self.hp["eval_batch_size"]), shuffle=False,
+                            collate_fn=collate_samples)
+        with torch.no_grad():
+            for batch in loader:
+                if self.buffer.full(name):
+                    break
+                feats = self.backbone_features({k: _to(v, self.device) for k, v in batch.items()})
+                kept += self.buffer.add(name, pooled_tap(feats["tokens"].float()))
+        return kept
+
+    def add_general_domain(self, name: str, dataset) -> int:
+        """An evaluation-only domain's train split (cached at ``tap``): its vectors join the buffer
+        (the selector learns to send such images to vanilla SAM). Call before training."""
+        if name not in self.domain_names[self.n_trained:]:
+            raise ValueError(f"{name!r} is not an evaluation-only domain of this stream "
+                             f"({self.domain_names[self.n_trained:]})")
+        return self.add_domain_vectors(name, dataset)
+
+    def train_selector(self) -> None:
+        params = list(self.selector.parameters())
+        for p in params:
+            p.requires_grad_(True)
+        cfg = SelectorTraining(lr=float(self.hp["selector_lr"]), epochs=int(self.hp["selector_epochs"]),
+                               batch_size=int(self.hp["selector_batch_size"]),
+                               seed=self.seed * 1000 + max(self.domain_index, 0))
+        class_of = {n: i for i, n in enumerate(self.domain_names)}
+        self.selector_losses[self.domain_names[self.domain_index]] = train_selector(
+            self.selector, self.buffer, class_of, cfg)
+        for p in params:
+            p.requires_grad_(False)
+
+    # ------------------------------------------------------------------ forward
+    def encode(self, feats: Dict[str, torch.Tensor], batch: Dict[str, Any]) -> Dict[str, torch.Tensor]:
+        """Training forward: the current domain's module active."""
+        return self._encode_with(self._current, feats, batch["points"])
+
+    def _encode_with(self, name: Optional[str], feats, points) -> Dict[str, torch.Tensor]:
+        ms = self.module_set
+        with ms.active(name, points):
+            return self.backbone.features_from(feats, self.tap, pre_neck=ms.pre_neck, post_neck=ms.post_neck)
+
+    def route(self, feats: Dict[str, torch.Tensor], batch: Dict[str, Any]) -> torch.Tensor:
+        """Class index per image (the selector's pick; overridden by the oracle)."""
+        return self.selector.predict(pooled_tap(feats["tokens"].float()))
+
+    @torch.no_grad()
+    def predict(self, batch: Dict[str, Any]) -> torch.Tensor:
+        feats = self.backbone_features(batch)
+        picks = self.selector.predict(pooled_tap(feats["tokens"].float()))
+        self._note_picks(batch["domain"], picks)
+        routes = self.route(feats, batch)
+        out: Optional[torch.Tensor] = None
+        names = set(self.module_set.names())
+        for cls in routes.unique().tolist():
+            idx = (routes == cls).nonzero().flatten()
+            name = self.domain_names[cls] if self.domain_names[cls] in names else None
+            sub = {k: v.index_select(0, idx) for k, v in feats.items()}
+            enc = self._encode_with(name, sub, batch["points"].index_select(0, idx))
+            low, _ = self.backbone.decode(enc, batch["points"].index_select(0, idx),
+                                          batch["point_labels"].index_select(0, idx))
+            if out is None:
+                out = low.new_empty((routes.shape[0], *low.shape[1:]))
+            out[idx] = low
+        return out
+
+    def _note_picks(self, true: torch.Tensor, picks: torch.Tensor) -> None:
+        row = self.domain_index + 1  # evaluation row: 0 before training, t+1 after domain t
+        n = len(self.domain_names)
+        cm = confusion_matrix(true.to(picks.device).long(), picks, n).cpu()
+        self._confusion[row] = self._confusion.get(row, torch.zeros(n, n, dtype=torch.long)) + cm
+
+    # ------------------------------------------------------------------ resume
+    def method_state(self) -> Dict[str, Any]:
+        return {"modules": self.module_set.names(), "general_added": self._general_added,
+                "buffer": dict(self.buffer.vectors), "selector_losses": self.selector_losses,
+                "confusion": {str(row): cm for row, cm in self._confusion.items()}}
+
+    def load_method_state(self, state: Dict[str, Any]) -> None:
+        for name in state.get("modules", []):  # recreated before the parts' weights are loaded
+            if name not in self.module_set.names():
+                self.module_set.add(name).to(self.device)
+        self._general_added = bool(state.get("general_added", False))
+        self.buffer.vectors = {k: v.clone() for k, v in state.get("buffer", {}).items()}
+        self.selector_losses = {k: list(v) for k, v in state.get("selector_losses", {}).items()}
+        self._confusion = {int(row): cm.clone() for row, cm in state.get("confusion", {}).items()}
+
+    # ------------------------------------------------------------------ accounting
+    def storage(self) -> Dict[str, int]:
+        from benchmark.storage import module_bytes
+
+        out = {"module_set": module_bytes(self.module_set.aug) if len(self.module_set.aug) else 0,
+               "selector": module_bytes(self.selector),
+               "buffer": sum(self.buffer.nbytes().values())}
+        return out
+
+    def extra_record(self) -> Dict[str, Any]:
+        rec: Dict[str, Any] = {
+            "routing": self.routing,
+            "aug_config": self.module_set.config.to_dict(),
+            "aug_parameters": count_parameters(AugModule(self.module_set.config)),
+            "aug_parameters_with_layernorm": count_parameters(AugModule(self.module_set.config), True),
+            "selector_classes": list(self.domain_names),
+            "buffer_sizes": {k: int(v.shape[0]) for k, v in self.buffer.vectors.items()},
+            "selector_losses": self.selector_losses,
+        }
+        if self._confusion:
+            final = max(self._confusion)
+            cm = self._confusion[final]
+            per_domain = {}
+            for i, name in enumerate(self.domain_names):
+                total = int(cm[i].sum())
+                per_domain[name] = float(cm[i, i]) / total if total else None
+            seen = cm.sum()
+            rec["selector_accuracy_per_domain"] = per_domain
+            rec["selector_accuracy"] = float(cm.trace()) / int(seen) if int(seen) else None
+            rec["selector_confusion"] = cm.tolist()
+            rec["selector_confusion_per_row"] = {str(r): m.tolist() for r, m in sorted(self._confusion.items())}
+        return rec
+
+    def save(self, path) -> Any:
+        """Module set, selector and buffer in the safe format (safetensors + JSON)."""
+        from methods.samcl.official import save_module_set
+
+        return save_module_set(self.module_set, self.selector, self.buffer, path,
+                               extra={"backbone": self.backbone.name, "classes": list(self.domain_names)})
+
+
+@register_method("samcl_oracle")
+class SAMCLOracle(SAMCL):
+    """SAMCL's module set routed by the true domain: isolates the selector's errors."""
+
+    routing = "oracle"
+
+    def route(self, feats, batch) -> torch.Tensor:
+        return batch["domain"].to(feats["tokens"].device).long()
+
+
+def _to(value: Any, device) -> Any:
+    if torch.is_tensor(value):
+        return value.to(device)
+    if isinstance(value, dict):
+        return {k: _to(v, device) for k, v in value.items()}
+    return value
