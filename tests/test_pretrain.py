@@ -1,0 +1,144 @@
+"""Pretraining of the small SAM: the generic distribution, the loss, resumable training, the shipped weights."""
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from benchmark import pretrain as P
+from scenarios.generic import GenericDataset, generate_scene, generic_item
+
+REPO = Path(__file__).resolve().parents[1]
+SHIPPED = REPO / "checkpoint" / "sam_small_synthetic.safetensors"
+
+
+def tiny_sam(size: int = 64) -> nn.Module:
+    """A 2-block SAM from the official classes, small enough for CPU tests."""
+    from segment_anything.modeling import (ImageEncoderViT, MaskDecoder, PromptEncoder, Sam,
+                                           TwoWayTransformer)
+
+    return Sam(
+        image_encoder=ImageEncoderViT(img_size=size, patch_size=16, embed_dim=32, depth=2, num_heads=2,
+                                      out_chans=32, qkv_bias=True, norm_layer=partial(nn.LayerNorm, eps=1e-6),
+                                      use_rel_pos=True, window_size=2, global_attn_indexes=(1,)),
+        prompt_encoder=PromptEncoder(embed_dim=32, image_embedding_size=(size // 16, size // 16),
+                                     input_image_size=(size, size), mask_in_chans=4),
+        mask_decoder=MaskDecoder(num_multimask_outputs=3,
+                                 transformer=TwoWayTransformer(depth=1, embedding_dim=32, mlp_dim=64, num_heads=2),
+                                 transformer_dim=32, iou_head_depth=2, iou_head_hidden_dim=32),
+    )
+
+
+def test_generic_items_are_deterministic_and_valid():
+    a, b = generic_item(7, 3), generic_item(7, 3)
+    assert torch.equal(a["image"], b["image"]) and torch.equal(a["mask"], b["mask"])
+    assert torch.equal(a["points"], b["points"])
+    assert not torch.equal(generic_item(7, 4)["image"], a["image"])
+    for i in range(6):
+        it = generic_item(11, i)
+        assert it["image"].dtype == torch.uint8 and it["image"].shape == (3, 256, 256)
+        assert set(torch.unique(it["mask"]).tolist()) <= {0.0, 1.0} and it["mask"].sum() > 0
+        cols, rows = it["points"].long().unbind(1)
+        assert it["points"].shape == (3, 2) and bool((it["mask"][rows, cols] == 1).all())
+    assert len(GenericDataset(5, 0)) == 5
+
+
+def test_scene_masks_are_disjoint_after_occlusion():
+    scene = generate_scene(np.random.default_rng(5), 128)
+    total = np.sum([m.astype(int) for m in scene.masks], axis=0)
+    assert len(scene.masks) >= 1 and total.max() <= 1
+
+
+def test_training_prompts_follow_sam_sampling():
+    cfg = P.PretrainConfig()
+    kinds = set()
+    for i in range(40):
+        it = P.training_item(0, i, cfg)
+        mask = it["mask"]
+        if it["box"] is not None:
+            kinds.add("box")
+            x0, y0, x1, y1 = it["box"].tolist()
+            assert 0 <= x0 < x1 <= 256 and 0 <= y0 < y1 <= 256 and not it["multimask"]
+        else:
+            labels = it["point_labels"]
+            cols, rows = it["points"].long().unbind(1)
+            assert bool((mask[rows, cols] == labels).all())  # foreground inside, background outside
+            assert it["multimask"] == (len(labels) == 1)
+            kinds.add("single" if it["multimask"] else "multi")
+    assert kinds == {"box", "single", "multi"}
+    assert torch.equal(P.training_item(0, 5, cfg)["image"], P.training_item(0, 5, cfg)["image"])
+
+
+def test_loss_terms():
+    target = torch.zeros(8, 8)
+    target[2:6, 2:6] = 1
+    good = (target * 20 - 10)[None]
+    bad = -good
+    fg, dg = P.mask_losses(good, target)
+    fb, db = P.mask_losses(bad, target)
+    assert fg < fb and dg < 0.05 and db > 0.95
+    assert float(P.mask_iou(good, target)) == 1.0 and float(P.mask_iou(bad, target)) == 0.0
+
+
+def test_a_few_steps_reduce_the_loss():
+    torch.manual_seed(0)
+    sam = tiny_sam()
+    cfg = P.PretrainConfig(image_size=64, lr=2e-3, warmup=1, steps=12)
+    batch = [P.training_item(0, i, cfg, 64) for i in range(2)]
+    opt, _ = P.make_optimiser(sam, cfg)
+    losses = []
+    for _ in range(12):
+        loss, _ = P.batch_loss(sam, batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < 0.8 * losses[0]
+
+
+def test_save_resume_gives_the_same_state(tmp_path):
+    cfg = P.PretrainConfig(image_size=64, batch_size=2, steps=3, warmup=1)
+
+    torch.manual_seed(0)
+    straight, done = P.train(cfg, sam=tiny_sam(), progress=False)
+    assert done == 3
+
+    state = tmp_path / "state.pt"
+    torch.manual_seed(0)
+    _, done = P.train(cfg, sam=tiny_sam(), state_path=state, minutes=1e-9, progress=False)  # stops after 1 step
+    assert done == 1 and state.is_file()
+    torch.manual_seed(123)  # resume must not depend on the fresh model's init
+    resumed, done = P.train(cfg, sam=tiny_sam(), state_path=state, resume=True, progress=False)
+    assert done == 3
+    for (k, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-6), k
+
+    with pytest.raises(ValueError, match="batch_size"):
+        P.train(P.PretrainConfig(image_size=64, batch_size=3, steps=3), sam=tiny_sam(), state_path=state,
+                resume=True, progress=False)
+    with pytest.raises(FileNotFoundError):
+        P.train(cfg, sam=tiny_sam(), state_path=tmp_path / "missing.pt", resume=True, progress=False)
+
+
+def test_export_is_small_and_reloads(tmp_path):
+    sam = tiny_sam()
+    out = tmp_path / "tiny.safetensors"
+    digest = P.export_safetensors(sam, out)
+    assert digest == P.sha256_of(out) and len(digest) == 64
+    from safetensors.torch import load_file
+    fresh = tiny_sam()
+    fresh.load_state_dict(load_file(str(out)))
+    assert torch.equal(fresh.mask_decoder.iou_token.weight, sam.mask_decoder.iou_token.weight)
+
+
+@pytest.mark.skipif(not SHIPPED.is_file(), reason="shipped small SAM checkpoint not present")
+def test_shipped_checkpoint_segments_held_out_generic_scenes():
+    from benchmark.backbones import build_backbone
+
+    assert SHIPPED.stat().st_size <= 25e6
+    backbone = build_backbone("sam_small", checkpoint=SHIPPED)
+    assert P.evaluate_generic(backbone, n=16) > 0.5
