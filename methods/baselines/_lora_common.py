@@ -121,7 +121,7 @@ class LoRAStrategy(SAMStrategy):
 
     tap = "block6"
     defaults = {
-        "lr": 1e-3,
+        "lr": 5e-3,  # as SAMCL's adapter (paper: Adam 0.005)
         "rank": 10,
         "alpha": 10.0,                 # peft scaling = alpha / rank
         "blocks": [7, 8, 9, 10, 11],   # as the RegCL comparison; must lie after the tap

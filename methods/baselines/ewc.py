@@ -10,7 +10,7 @@ the frozen backbone is neither copied nor penalised.
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Dict, List
+from typing import Any, Dict, List
 
 import torch
 from avalanche.training.plugins import EWCPlugin
@@ -117,6 +117,23 @@ class EWC(LoRA):
                     imp, old = self.ewc.importances[e][n].data, self.ewc.saved_params[e][n].data
                     total += float((imp * (p.detach() - old) ** 2).sum())
         return total
+
+    def method_state(self) -> Dict[str, Any]:
+        """The plugin's importances and anchors per finished domain, and its penalty log."""
+        def tensors(per_exp) -> Dict[int, Dict[str, torch.Tensor]]:
+            return {t: {n: v.data for n, v in d.items()} for t, d in per_exp.items()}
+
+        return {"importances": tensors(self.ewc.importances), "saved_params": tensors(self.ewc.saved_params),
+                "penalty_log": {t: list(v) for t, v in self.ewc.penalty_log.items()}}
+
+    def load_method_state(self, state: Dict[str, Any]) -> None:
+        def params(per_exp, prefix: str):
+            return {int(t): {n: ParamData(f"{prefix}{n}", init_tensor=v.to(self.device)) for n, v in d.items()}
+                    for t, d in per_exp.items()}
+
+        self.ewc.importances.update(params(state.get("importances", {}), "imp_"))
+        self.ewc.saved_params.update(params(state.get("saved_params", {}), ""))
+        self.ewc.penalty_log.update({int(t): list(v) for t, v in state.get("penalty_log", {}).items()})
 
     def extra_record(self) -> Dict:
         logs = self.ewc.penalty_log

@@ -10,7 +10,7 @@ BCE against the teacher's soft mask minus its (constant) entropy, so it is 0 whe
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 import torch
 import torch.nn.functional as F
@@ -102,6 +102,19 @@ class LwF(LoRA):
             raise ValueError(f"lwf: lwf_temperature must be positive, got {t}")
         self.lwf = SAMLwFPlugin(float(self.hp["lwf_alpha"]), t)
         return [self.lwf]
+
+    def method_state(self) -> Dict[str, Any]:
+        """The teacher (a copy of the trained LoRA factors), the experience count and the KD log."""
+        lwf = self.lwf.lwf
+        return {"teacher": lwf.prev_model, "expcount": lwf.expcount,
+                "penalty_log": {t: list(v) for t, v in self.lwf.penalty_log.items()}}
+
+    def load_method_state(self, state: Dict[str, Any]) -> None:
+        teacher = state.get("teacher")
+        lwf = self.lwf.lwf
+        lwf.prev_model = None if teacher is None else {n: t.to(self.device) for n, t in teacher.items()}
+        lwf.expcount = int(state.get("expcount", 0))
+        self.lwf.penalty_log.update({int(t): list(v) for t, v in state.get("penalty_log", {}).items()})
 
     def extra_record(self) -> Dict:
         logs = self.lwf.penalty_log

@@ -56,6 +56,16 @@ class MergeTA(LoRAStrategy):
         self.merged = new
         self.lams.append(self.scale(self.domain_index + 1))
 
+    def method_state(self) -> Dict[str, Any]:
+        return {"merged": dict(self.merged), "lams": list(self.lams)}
+
+    def load_method_state(self, state: Dict[str, Any]) -> None:
+        """Restore the merged delta and write it into the fresh backbone's base weights (they
+        are not part of ``self.parts``; the LoRA factors are)."""
+        self.merged = {k: v.to(self.device) for k, v in state.get("merged", {}).items()}
+        self.lams = [float(v) for v in state.get("lams", [])]
+        add_to_base(self.layers, self.merged)
+
     def storage(self) -> Dict[str, int]:
         return {"merged_delta": module_bytes(self.merged.values(), dtype=torch.float32)}
 

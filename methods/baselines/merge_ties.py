@@ -7,7 +7,7 @@ and, after each domain, all task vectors are TIES-merged (trim per task vector o
 layers together) into one dense delta per layer, written into the base weights. Storage: the
 kept LoRA factors plus the merged dense delta.
 """
-from typing import Dict, List, Tuple
+from typing import Any, Dict, List, Tuple
 
 import torch
 from torch import Tensor
@@ -44,6 +44,14 @@ class MergeTIES(MergeTA):
             out[k] = flat[start:start + tau[k].numel()].view_as(tau[k])
             start += tau[k].numel()
         return out
+
+    def method_state(self) -> Dict[str, Any]:
+        return {**super().method_state(), "factors": list(self.factors)}
+
+    def load_method_state(self, state: Dict[str, Any]) -> None:
+        super().load_method_state(state)
+        self.factors = [{k: (a.to(self.device), b.to(self.device), float(s)) for k, (a, b, s) in f.items()}
+                        for f in state.get("factors", [])]
 
     def storage(self) -> Dict[str, int]:
         kept = [t for f in self.factors for a, b, _ in f.values() for t in (a, b)]

@@ -38,6 +38,16 @@ class OLoRA(LoRAStrategy):
     def criterion(self):
         return super().criterion() + self.penalty()
 
+    def method_state(self) -> Dict[str, Any]:
+        return {"adapters": list(self.adapters)}
+
+    def load_method_state(self, state: Dict[str, Any]) -> None:
+        # The earlier domains' adapters are re-created (fresh factors) before the parts'
+        # state, which holds their trained values, is loaded into them.
+        for name in state.get("adapters", []):
+            if name not in self.adapters:
+                self.add_adapter(name)
+
     def storage(self) -> Dict[str, int]:
         return {"lora_adapters": self.adapter_bytes(self.adapters)}
 

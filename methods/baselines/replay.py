@@ -10,7 +10,7 @@ features the benchmark happens to read for the buffered items.
 """
 from __future__ import annotations
 
-from typing import Dict, List
+from typing import Any, Dict, List, Sequence
 
 import torch
 from avalanche.training.plugins import ReplayPlugin
@@ -34,6 +34,10 @@ class SeededDomainBuffer(ExemplarsBuffer):
         g = torch.Generator().manual_seed(self.seed * 1000 + exp.current_experience)
         idx = torch.randperm(len(data), generator=g)[: self.per_domain].sort().values.tolist()
         self.indices.append(idx)
+        self.add_group(data, idx)
+
+    def add_group(self, data, idx: List[int]) -> None:
+        """Keep items ``idx`` of ``data`` as one more domain's group of the buffer."""
         self.groups.append(data.subset(idx))
         buffer = self.groups[0]
         for group in self.groups[1:]:
@@ -75,6 +79,17 @@ class Replay(LoRA):
         out["buffer_masks"] = n * ((s * s + 7) // 8)          # 1 bit per pixel, packed
         out["buffer_prompts"] = n * k * 3 * 4                # K points: float32 x, y, label
         return out
+
+    def method_state(self) -> Dict[str, Any]:
+        return {"buffer_indices": [list(i) for i in self.buffer.indices]}
+
+    def load_method_state(self, state: Dict[str, Any]) -> None:
+        self.buffer.indices = [[int(j) for j in i] for i in state.get("buffer_indices", [])]
+
+    def on_resume(self, finished_experiences: Sequence) -> None:
+        # The buffered items are re-taken from the finished domains' datasets by their indices.
+        for experience, idx in zip(finished_experiences, self.buffer.indices):
+            self.buffer.add_group(experience.dataset, idx)
 
     def extra_record(self) -> Dict:
         return {"buffer_indices": [list(i) for i in self.buffer.indices]}
