@@ -34,12 +34,19 @@ from methods.samcl.selector import ModuleSelector, pooled_tap  # noqa: E402
 TAP = "block6"
 
 
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
 def timed(fn, iters: int) -> float:
     fn()  # warm-up
     times = []
     for _ in range(iters):
+        _sync()
         t = time.perf_counter()
         fn()
+        _sync()
         times.append(time.perf_counter() - t)
     return statistics.median(times)
 
@@ -48,12 +55,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--iters", type=int, default=3, help="timed iterations per case (median)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (the cache file is read to that device)")
     args = ap.parse_args()
+    dev = torch.device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
 
     torch.manual_seed(0)
-    bb = build_backbone("sam_vit_b", None)
+    bb = build_backbone("sam_vit_b", None, device=str(dev))
     cfg = config_for_backbone(bb)
     domains = ["d0", "d1", "d2", "d3", "d4"]
     ms = ModuleSet(cfg).attach(bb.encoder_blocks)
@@ -62,13 +71,15 @@ def main() -> None:
         with torch.no_grad():  # trained-looking values (zero B would let nothing change)
             for p in m.parameters():
                 p.normal_(0, 0.02)
-    selector = ModuleSelector(cfg.width, len(domains) + 1).eval()
+    ms.to(dev)
+    selector = ModuleSelector(cfg.width, len(domains) + 1).eval().to(dev)
 
     g = torch.Generator().manual_seed(0)
     image = torch.randint(0, 256, (1, 3, 1024, 1024), generator=g, dtype=torch.uint8)
     points = torch.rand(1, 3, 2, generator=g) * 1023
     labels = torch.ones(1, 3)
     mask = (torch.rand(1, 1024, 1024, generator=g) > 0.5).float()
+    image, points, labels, mask = (t.to(dev) for t in (image, points, labels, mask))
 
     tmp = Path(tempfile.mkdtemp(prefix="samcl_bench_"))
     from safetensors.torch import load_file, save_file
@@ -97,12 +108,12 @@ def main() -> None:
         step(feats)
 
     def train_from_cache() -> None:
-        step(load_file(str(tmp / "cache.safetensors")))
+        step(load_file(str(tmp / "cache.safetensors"), device=str(dev)))
 
     # (b) routed prediction
     @torch.no_grad()
     def route_ours() -> torch.Tensor:
-        feats = load_file(str(tmp / "cache.safetensors"))
+        feats = load_file(str(tmp / "cache.safetensors"), device=str(dev))
         pick = int(selector(pooled_tap(feats["tokens"])).argmax(1))
         name = domains[pick] if pick < len(domains) else None  # last class: general domain, vanilla
         with ms.active(name, points):
@@ -116,20 +127,21 @@ def main() -> None:
         model = copy.deepcopy(bb)  # the reference copies the whole SAM per image
         ref = ModuleSet(cfg).attach(model.encoder_blocks)
         mod = AugModule(cfg)
-        mod.load_state_dict(torch.load(tmp / f"{domains[pick % len(domains)]}.pth", weights_only=True))
-        ref.add("m", mod)
+        mod.load_state_dict(torch.load(tmp / f"{domains[pick % len(domains)]}.pth", weights_only=True,
+                                       map_location=dev))
+        ref.add("m", mod.to(dev))
         with ref.active("m", points):
             enc = model.features_from(feats, TAP, pre_neck=ref.pre_neck, post_neck=ref.post_neck)
             return model.decode(enc, points, labels)[0]
 
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, median of {args.iters} after 1 warm-up")
+    print(f"torch {torch.__version__}, device {dev}, threads {torch.get_num_threads()}, median of {args.iters} after 1 warm-up")
     t_img = timed(train_from_image, args.iters)
     t_cache = timed(train_from_cache, args.iters)
-    print(f"(a) training step: from image {t_img:.2f} s, from block-6 cache {t_cache:.2f} s "
+    print(f"(a) training step: from image {t_img * 1e3:.1f} ms, from block-6 cache {t_cache * 1e3:.1f} ms "
           f"-> {t_img / t_cache:.2f}x")
     t_ref = timed(route_reference, args.iters)
     t_ours = timed(route_ours, args.iters)
-    print(f"(b) routed prediction: reference route {t_ref:.2f} s, ours from cache {t_ours:.2f} s "
+    print(f"(b) routed prediction: reference route {t_ref * 1e3:.1f} ms, ours from cache {t_ours * 1e3:.1f} ms "
           f"-> {t_ref / t_ours:.2f}x")
     ms.detach()
 
