@@ -73,7 +73,17 @@ def test_clear_state_removes_the_folder(tmp_path):
     assert not (tmp_path / ".state").exists()
 
 
-def test_sigkill_mid_domain_then_resume_equals_uninterrupted(tmp_path):
+@pytest.fixture()
+def one_thread():
+    """The killed subprocess runs with one thread; so do the in-process runs it is compared with
+    (a different thread count changes float summation order)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_sigkill_mid_domain_then_resume_equals_uninterrupted(tmp_path, one_thread):
     args = tiny_run_args(tmp_path, "finetune_decoder", tmp_path / "killed")
     # The uninterrupted reference (also builds the synthetic stream and the feature cache).
     assert main(tiny_run_args(tmp_path, "finetune_decoder", tmp_path / "reference")) == 0
