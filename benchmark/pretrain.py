@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from functools import partial
@@ -26,6 +24,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from benchmark.atomic import atomic_path
 
 from scenarios.generic import GenericDataset, generate_scene, pick_target, sample_inside, scene_seed
 
@@ -259,15 +259,8 @@ def make_optimiser(sam: nn.Module, cfg: PretrainConfig):
 
 
 def _atomic_torch_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def save_state(path: Path, sam: nn.Module, opt, sched, step: int, cfg: PretrainConfig) -> None:
@@ -347,16 +340,8 @@ def export_safetensors(sam: nn.Module, path: Path, max_mb: float = 25.0) -> str:
     if sum(v.numel() * 4 for v in state.values()) > max_mb * 1e6:
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(state, tmp, metadata={"config": "sam_small", "format": "segment_anything.Sam state dict"})
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; the shipped file is meant to be shared
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata={"config": "sam_small", "format": "segment_anything.Sam state dict"})
     if path.stat().st_size > max_mb * 1e6:
         raise ValueError(f"{path}: {path.stat().st_size / 1e6:.1f} MB exceeds the {max_mb} MB limit")
     return sha256_of(path)

@@ -20,7 +20,6 @@ import platform
 import re
 import subprocess
 import sys
-import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from importlib import metadata
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
+from .atomic import atomic_path
 from .metrics import SCORES
 
 log = logging.getLogger(__name__)
@@ -238,20 +238,8 @@ def write_record(record: RunRecord, results_dir: str | Path) -> Path:
     path = results_dir / record.file_name()
     # default=str: a config value JSON cannot hold (e.g. a torch.dtype) is kept as its text
     text = json.dumps(record.to_dict(), indent=1, allow_nan=False, default=str)
-    fd, tmp = tempfile.mkstemp(dir=results_dir, prefix=f".{path.stem}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    with atomic_path(path) as tmp:
+        tmp.write_text(text + "\n", encoding="utf-8")
     _fsync_dir(results_dir)
     return path
 

@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional
 
 import numpy as np
 import torch
+
+from benchmark.atomic import atomic_path
 
 STATE_FORMAT = 1
 STATE_FILE = "state.pt"
@@ -84,19 +84,8 @@ def save_state(directory: str | Path, state: Dict[str, Any]) -> Path:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / STATE_FILE
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".state.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save({"format": STATE_FORMAT, **state}, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    with atomic_path(path) as tmp:
+        torch.save({"format": STATE_FORMAT, **state}, tmp)
     return path
 
 
