@@ -8,6 +8,8 @@ from typing import Any, Dict, List, Optional, Union
 
 import yaml
 
+from scenarios.yamlio import read_yaml_mapping
+
 DEFAULT_CONFIG = Path(__file__).parent / "configs" / "default.yaml"
 METHOD_CONFIGS = Path(__file__).resolve().parents[1] / "methods" / "configs"
 
@@ -66,12 +68,7 @@ def load_run_config(path: Optional[str] = None, overrides: Optional[Dict[str, An
     source = Path(path) if path else DEFAULT_CONFIG
     if not source.is_file():
         raise ConfigError(f"config file not found: {source}")
-    try:
-        data = yaml.safe_load(source.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: not valid YAML ({exc.__class__.__name__})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: the top level must be a mapping")
+    data = read_yaml_mapping(source, ConfigError)
     for key, value in (overrides or {}).items():
         apply_override(data, key, value, "override")
     known = {f.name: f for f in fields(RunConfig)}
@@ -117,10 +114,7 @@ def method_defaults_from_yaml(name: str) -> Dict[str, Any]:
     path = METHOD_CONFIGS / f"{name}.yaml"
     if not path.is_file():
         return {}
-    data = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: must be a mapping of hyper-parameter names to values")
-    return data
+    return read_yaml_mapping(path, ConfigError)
 
 
 def method_hparams(cfg: RunConfig, name: str, known: Dict[str, Any]) -> Dict[str, Any]:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-import yaml
+from scenarios.yamlio import read_yaml_mapping
 
 GRID_KEYS = {"config", "set", "methods", "seeds", "order_seeds", "backbones", "output"}
 
@@ -77,12 +77,7 @@ def load_grid(path: str | Path, extra_overrides: Optional[Dict[str, Any]] = None
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"grid file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise GridError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
-    if not isinstance(data, dict):
-        raise GridError(f"{path}: the top level must be a mapping")
+    data = read_yaml_mapping(path, GridError)
     unknown = set(data) - GRID_KEYS
     if unknown:
         raise GridError(f"{path}: unknown field(s) {', '.join(sorted(unknown))}; "

@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from scenarios.yamlio import read_yaml_mapping
+
 STREAMS_DIR = Path(__file__).resolve().parent / "streams"
 DEFAULT_STREAM = "synthetic"
 
@@ -104,12 +106,7 @@ def load_stream_config(name_or_path: str | Path | None = None, overrides: dict |
         path = STREAMS_DIR / f"{name_or_path}.yaml"
     if not path.is_file():
         raise FileNotFoundError(f"stream config not found: {path}")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(e).split())})") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
+    raw = read_yaml_mapping(path, ConfigError)
     raw.setdefault("name", path.stem)
     for key, value in (overrides or {}).items():
         _set_dotted(raw, key, yaml.safe_load(value) if isinstance(value, str) else value, path)
