@@ -21,7 +21,7 @@ METRICS = ("iou", "dice", "mae")
 def evaluate_domains(strategy, datasets: Sequence, *, batch_size: int = 16, num_workers: int = 0,
                      progress=None) -> Dict[str, List[float]]:
     """Mean IoU / Dice / MAE of ``strategy.predict`` on each dataset, in order."""
-    from scenarios.stream import collate_samples
+    from scenarios.stream import collate_samples, to_device
 
     strategy.model.eval()
     device = strategy.device
@@ -32,7 +32,7 @@ def evaluate_domains(strategy, datasets: Sequence, *, batch_size: int = 16, num_
         loader = DataLoader(dataset, batch_size=batch_size, shuffle=False,
                             num_workers=num_workers, collate_fn=collate_samples)
         for batch in loader:
-            batch = _to_device(batch, device)
+            batch = to_device(batch, device)
             logits = strategy.backbone.upscale(strategy.predict(batch))
             per_image = image_scores(logits, batch["mask"])
             for m in METRICS:
@@ -43,14 +43,6 @@ def evaluate_domains(strategy, datasets: Sequence, *, batch_size: int = 16, num_
         for m in METRICS:
             scores[m].append(sums[m] / count if count else float("nan"))
     return scores
-
-
-def _to_device(value, device):
-    if torch.is_tensor(value):
-        return value.to(device)
-    if isinstance(value, dict):
-        return {k: _to_device(v, device) for k, v in value.items()}
-    return value
 
 
 def stack_rows(rows: List[Dict[str, List[float]]]) -> Dict[str, np.ndarray]:

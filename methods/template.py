@@ -35,14 +35,7 @@ from avalanche.training.templates import SupervisedTemplate
 
 from benchmark.storage import module_bytes
 from methods.losses import sam_loss
-
-
-def _to_device(value: Any, device: torch.device) -> Any:
-    if torch.is_tensor(value):
-        return value.to(device, non_blocking=True)
-    if isinstance(value, dict):
-        return {k: _to_device(v, device) for k, v in value.items()}
-    return value
+from scenarios.stream import to_device
 
 
 def _channels_last(value: Any) -> Any:
@@ -319,7 +312,7 @@ class SAMStrategy(SupervisedTemplate):
 
     # ------------------------------------------------------------------ Avalanche overrides
     def _unpack_minibatch(self):
-        self.mbatch = _to_device(self.mbatch, self.device)
+        self.mbatch = to_device(self.mbatch, self.device)
         if self.channels_last:
             self.mbatch = _channels_last(self.mbatch)
 

@@ -84,6 +84,15 @@ def _domain_of(ds: Dataset) -> int:
     return int(ds[0]["domain"])
 
 
+def to_device(batch: Any, device) -> Any:
+    """A collated batch (tensors, nested dicts of tensors, other values) moved to ``device``."""
+    if torch.is_tensor(batch):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    return batch
+
+
 def collate_samples(items: list[dict]) -> dict:
     """Collate sample dicts: tensors are stacked, nested dicts (e.g. `features`) collated by key,
     numbers become tensors, anything else (e.g. names) is kept as a list."""

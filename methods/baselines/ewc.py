@@ -18,7 +18,7 @@ from avalanche.training.utils import ParamData
 
 from methods.baselines.lora import LoRA
 from methods.registry import register_method
-from methods.template import _to_device
+from scenarios.stream import to_device
 
 
 def named_trainable(strategy) -> Dict[str, torch.nn.Parameter]:
@@ -64,7 +64,7 @@ class SAMEWCPlugin(EWCPlugin):
         strategy.model.eval()
         n_batches = 0
         for batch in loader:
-            batch = _to_device(batch, strategy.device)
+            batch = to_device(batch, strategy.device)
             strategy.model.zero_grad(set_to_none=True)
             low_res, iou_pred = strategy.run_model(batch)
             loss = strategy.sam_loss_of(low_res, iou_pred, batch["mask"]) / len(batch["mask"])

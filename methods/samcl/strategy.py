@@ -87,7 +87,7 @@ class SAMCL(SAMStrategy):
 
     def add_domain_vectors(self, name: str, dataset) -> int:
         """Pooled tap vectors of the first ``buffer_size`` items of ``dataset`` into the buffer."""
-        from scenarios.stream import collate_samples
+        from scenarios.stream import collate_samples, to_device
 
         kept = 0
         loader = DataLoader(dataset, batch_size=int(self.hp["eval_batch_size"]), shuffle=False,
@@ -96,7 +96,7 @@ class SAMCL(SAMStrategy):
             for batch in loader:
                 if self.buffer.full(name):
                     break
-                feats = self.backbone_features({k: _to(v, self.device) for k, v in batch.items()})
+                feats = self.backbone_features(to_device(batch, self.device))
                 kept += self.buffer.add(name, pooled_tap(feats["tokens"].float()))
         return kept
 
@@ -225,11 +225,3 @@ class SAMCLOracle(SAMCL):
 
     def route(self, feats, batch) -> torch.Tensor:
         return batch["domain"].to(feats["tokens"].device).long()
-
-
-def _to(value: Any, device) -> Any:
-    if torch.is_tensor(value):
-        return value.to(device)
-    if isinstance(value, dict):
-        return {k: _to(v, device) for k, v in value.items()}
-    return value
