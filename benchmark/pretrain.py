@@ -27,18 +27,18 @@ from torch import nn
 
 from benchmark.atomic import atomic_path
 
-from scenarios.generic import GenericDataset, generate_scene, pick_target, sample_inside, scene_seed
+from scenarios.generic import GenericDataset, generate_scene, pick_targets, sample_inside, scene_seed
 
 IMAGE_SIZE = 256
 HELD_OUT_SEED = 1_000_003  # generic evaluation scenes; training uses --seed (default 0)
 FOCAL_WEIGHT, DICE_WEIGHT, IOU_WEIGHT = 20.0, 1.0, 1.0
-FOCAL_ALPHA, FOCAL_GAMMA = 0.25, 2.0
+FOCAL_GAMMA = 2.0
 
 
 @dataclass
 class PretrainConfig:
-    steps: int = 2400
-    batch_size: int = 8
+    steps: int = 5400
+    batch_size: int = 4
     lr: float = 5e-4
     weight_decay: float = 0.1
     warmup: int = 100
@@ -47,6 +47,8 @@ class PretrainConfig:
     background_point_prob: float = 0.25
     box_noise: float = 0.1  # box-side fraction (std) of the coordinate noise, capped at 20 px (as SAM)
     image_size: int = IMAGE_SIZE  # 256 for sam_small; tests use smaller models and images
+    focal_alpha: float = 0.5  # positive-pixel weight of the focal loss (0.5: balanced; see checkpoint/README.md)
+    targets_per_image: int = 6  # objects decoded (each with its own prompt) per encoded image
     bf16: bool = False  # bf16 autocast for forward/loss (about 1.6x faster on a CPU with avx512_bf16)
 
 
@@ -96,30 +98,37 @@ def _sam_of(model: nn.Module) -> nn.Module:
 # ---------------------------------------------------------------- data
 
 
-def training_item(seed: int, index: int, cfg: PretrainConfig, size: int = IMAGE_SIZE) -> dict:
-    """Sample `index` of the training stream: image, target mask and a SAM-style prompt."""
-    rng = np.random.default_rng(scene_seed(seed, index))
-    scene = generate_scene(rng, size)
-    mask = pick_target(scene, rng)
-    item: dict[str, Any] = {"points": None, "point_labels": None, "box": None}
+def _prompt_for(mask: np.ndarray, cfg: PretrainConfig, rng: np.random.Generator, size: int) -> dict:
+    """A SAM-style prompt for one target: 1-3 foreground points (sometimes plus a background point)
+    or the noisy box, with the multimask flag SAM uses (one point -> 3 masks)."""
+    target: dict[str, Any] = {"points": None, "point_labels": None, "box": None}
     if rng.random() < cfg.point_prob:
         k = int(rng.integers(1, 4))
         pts, labels = sample_inside(mask, k, rng), np.ones(k, np.float32)
         if rng.random() < cfg.background_point_prob and (~mask).any():
             pts = np.concatenate([pts, sample_inside(~mask, 1, rng)])
             labels = np.append(labels, 0.0).astype(np.float32)
-        item["points"], item["point_labels"] = torch.from_numpy(pts), torch.from_numpy(labels)
-        item["multimask"] = k == 1 and len(labels) == 1
+        target["points"], target["point_labels"] = torch.from_numpy(pts), torch.from_numpy(labels)
+        target["multimask"] = k == 1 and len(labels) == 1
     else:
         ys, xs = np.nonzero(mask)
         box = np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], np.float64)
         side = np.array([box[2] - box[0], box[3] - box[1]] * 2)
         noise = np.clip(rng.normal(0, 1, 4) * cfg.box_noise * side, -20, 20)
-        item["box"] = torch.from_numpy(np.clip(box + noise, 0, size).astype(np.float32))
-        item["multimask"] = False
-    item["image"] = torch.from_numpy(scene.image).permute(2, 0, 1).contiguous()
-    item["mask"] = torch.from_numpy(mask.astype(np.float32))
-    return item
+        target["box"] = torch.from_numpy(np.clip(box + noise, 0, size).astype(np.float32))
+        target["multimask"] = False
+    target["mask"] = torch.from_numpy(mask.astype(np.float32))
+    return target
+
+
+def training_item(seed: int, index: int, cfg: PretrainConfig, size: int = IMAGE_SIZE) -> dict:
+    """Scene `index` of the training stream: the image and up to cfg.targets_per_image distinct objects,
+    each with its own SAM-style prompt (SAM, too, decodes many prompts per encoded image)."""
+    rng = np.random.default_rng(scene_seed(seed, index))
+    scene = generate_scene(rng, size)
+    masks = pick_targets(scene, rng, cfg.targets_per_image)
+    return {"image": torch.from_numpy(scene.image).permute(2, 0, 1).contiguous(),
+            "targets": [_prompt_for(m, cfg, rng, size) for m in masks]}
 
 
 class TrainingStream(torch.utils.data.Dataset):
@@ -150,16 +159,18 @@ def _collate(items: list[dict]) -> list[dict]:
 # ---------------------------------------------------------------- loss
 
 
-def mask_losses(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-mask (focal, dice) for logits (M,S,S) against one target (S,S); both shaped (M,)."""
+def mask_losses(logits: torch.Tensor, target: torch.Tensor,
+                alpha: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-mask (focal, dice) for logits (..., S, S) against a broadcastable target; shaped logits[:-2]."""
+    logits = logits.float()
     t = target.expand_as(logits)
     p = torch.sigmoid(logits)
     ce = F.binary_cross_entropy_with_logits(logits, t, reduction="none")
     p_t = p * t + (1 - p) * (1 - t)
-    alpha_t = FOCAL_ALPHA * t + (1 - FOCAL_ALPHA) * (1 - t)
-    focal = (alpha_t * ce * (1 - p_t) ** FOCAL_GAMMA).flatten(1).mean(1)
-    inter = (p * t).flatten(1).sum(1)
-    dice = 1 - (2 * inter + 1) / (p.flatten(1).sum(1) + t.flatten(1).sum(1) + 1)
+    alpha_t = alpha * t + (1 - alpha) * (1 - t)
+    focal = (alpha_t * ce * (1 - p_t) ** FOCAL_GAMMA).flatten(-2).mean(-1)
+    inter = (p * t).flatten(-2).sum(-1)
+    dice = 1 - (2 * inter + 1) / (p.flatten(-2).sum(-1) + t.flatten(-2).sum(-1) + 1)
     return focal, dice
 
 
@@ -176,66 +187,71 @@ def _to(item: dict, device: torch.device | str) -> dict:
     return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in item.items()}
 
 
-def _prompt_groups(batch: list[dict]) -> list[tuple[list[int], tuple | None, torch.Tensor | None]]:
-    """Items grouped by prompt kind for batched decoding: point items (padded to the longest with
-    label -1, SAM's "not a point") and box items. Returns (indices, points or None, boxes or None)."""
+def _prompt_groups(prompts: list[dict]) -> list[tuple[list[int], tuple | None, torch.Tensor | None]]:
+    """Prompts grouped by kind for batched decoding: point prompts (padded to the longest with label -1,
+    SAM's "not a point") and box prompts. Returns (indices, points or None, boxes or None)."""
     groups = []
-    point_idx = [i for i, it in enumerate(batch) if it.get("points") is not None]
-    box_idx = [i for i, it in enumerate(batch) if it.get("points") is None]
+    point_idx = [i for i, it in enumerate(prompts) if it.get("points") is not None]
+    box_idx = [i for i, it in enumerate(prompts) if it.get("points") is None]
     if point_idx:
-        k = max(len(batch[i]["points"]) for i in point_idx)
-        device = batch[point_idx[0]]["points"].device
+        k = max(len(prompts[i]["points"]) for i in point_idx)
+        device = prompts[point_idx[0]]["points"].device
         coords = torch.zeros(len(point_idx), k, 2, device=device)
         labels = torch.full((len(point_idx), k), -1.0, device=device)
         for row, i in enumerate(point_idx):
-            n = len(batch[i]["points"])
-            coords[row, :n] = batch[i]["points"].float()
-            labels[row, :n] = batch[i]["point_labels"].float()
+            n = len(prompts[i]["points"])
+            coords[row, :n] = prompts[i]["points"].float()
+            labels[row, :n] = prompts[i]["point_labels"].float()
         groups.append((point_idx, (coords, labels), None))
     if box_idx:
-        groups.append((box_idx, None, torch.stack([batch[i]["box"] for i in box_idx])))
+        groups.append((box_idx, None, torch.stack([prompts[i]["box"] for i in box_idx])))
     return groups
 
 
-def decode_batch(sam: nn.Module, embeds: torch.Tensor, batch: list[dict]):
-    """All four mask tokens for every item, decoded a prompt group at a time -> (B,4,L,L), (B,4)."""
+def decode_batch(sam: nn.Module, embeds: torch.Tensor, prompts: list[dict], image_index: list[int]):
+    """All four mask tokens for every prompt (prompt j on embeds[image_index[j]]), decoded a prompt
+    kind at a time -> (P,4,L,L), (P,4)."""
     from benchmark.backbones.sam1 import decode_all_masks
 
-    masks, ious = [None] * len(batch), [None] * len(batch)
+    masks, ious = [None] * len(prompts), [None] * len(prompts)
     pe = sam.prompt_encoder
-    for idx, points, boxes in _prompt_groups(batch):
+    for idx, points, boxes in _prompt_groups(prompts):
         sparse, dense = pe(points=points, boxes=boxes, masks=None)
-        m, q = decode_all_masks(sam.mask_decoder, embeds[idx], pe.get_dense_pe(), sparse, dense)
+        rows = torch.tensor([image_index[i] for i in idx], device=embeds.device)
+        m, q = decode_all_masks(sam.mask_decoder, embeds[rows], pe.get_dense_pe(), sparse, dense)
         for row, i in enumerate(idx):
             masks[i], ious[i] = m[row], q[row]
     return torch.stack(masks), torch.stack(ious)
 
 
-def batch_loss(sam: nn.Module, batch: list[dict]) -> tuple[torch.Tensor, dict[str, float]]:
-    """Mean SAM loss over a list of training items (one encoder pass and one decoder pass per
-    prompt kind for the whole batch)."""
+def batch_loss(sam: nn.Module, batch: list[dict],
+               focal_alpha: float = 0.5) -> tuple[torch.Tensor, dict[str, float]]:
+    """Mean SAM loss over every target of a list of training scenes (one encoder pass for the images,
+    one decoder pass per prompt kind for all their targets)."""
     device = sam.pixel_mean.device
-    batch = [_to(it, device) for it in batch]
-    images = torch.stack([it["image"] for it in batch]).float()
+    images = torch.stack([it["image"] for it in batch]).to(device).float()
+    targets = [_to(t, device) for it in batch for t in it["targets"]]
+    image_index = [i for i, it in enumerate(batch) for _ in it["targets"]]
     embeds = sam.image_encoder(sam.preprocess(images))
     size = images.shape[-1]
-    all_low, all_iou = decode_batch(sam, embeds, batch)
+    all_low, all_iou = decode_batch(sam, embeds, targets, image_index)
     all_logits = F.interpolate(all_low, (size, size), mode="bilinear", align_corners=False)
-    total, logs = images.new_zeros(()), {"focal": 0.0, "dice": 0.0, "iou_mse": 0.0, "miou": 0.0}
-    for i, it in enumerate(batch):
-        chosen = slice(1, None) if it["multimask"] else slice(0, 1)  # as multimask_output
-        logits, iou_pred = all_logits[i, chosen], all_iou[i, chosen]
-        focal, dice = mask_losses(logits, it["mask"])
-        per_mask = FOCAL_WEIGHT * focal + DICE_WEIGHT * dice
-        best = int(per_mask.argmin())  # SAM: only the best of the multi-mask outputs is back-propagated
-        actual = mask_iou(logits.detach(), it["mask"])
-        iou_mse = F.mse_loss(iou_pred, actual)
-        total = total + per_mask[best] + IOU_WEIGHT * iou_mse
-        logs["focal"] += float(focal[best].detach()) / len(batch)
-        logs["dice"] += float(dice[best].detach()) / len(batch)
-        logs["iou_mse"] += float(iou_mse.detach()) / len(batch)
-        logs["miou"] += float(actual[best]) / len(batch)
-    return total / len(batch), logs
+    masks = torch.stack([t["mask"] for t in targets])[:, None]  # (P,1,S,S)
+    focal, dice = mask_losses(all_logits, masks, focal_alpha)  # (P,4) each
+    per_mask = FOCAL_WEIGHT * focal + DICE_WEIGHT * dice
+    multimask = torch.tensor([bool(t["multimask"]) for t in targets], device=device)
+    used = torch.ones_like(per_mask, dtype=torch.bool)  # as multimask_output: tokens 1-3, else token 0
+    used[:, 0] = ~multimask
+    used[:, 1:] = multimask[:, None]
+    # SAM: only the best of the multi-mask outputs is back-propagated
+    best = per_mask.detach().masked_fill(~used, float("inf")).argmin(1, keepdim=True)
+    actual = mask_iou(all_logits.detach(), masks)  # (P,4)
+    iou_mse = ((all_iou.float() - actual) ** 2).masked_fill(~used, 0).sum(1) / used.sum(1)
+    loss = per_mask.gather(1, best)[:, 0] + IOU_WEIGHT * iou_mse
+    pick = lambda x: float(x.detach().gather(1, best).mean())  # noqa: E731
+    logs = {"focal": pick(focal), "dice": pick(dice), "iou_mse": float(iou_mse.detach().mean()),
+            "miou": pick(actual)}
+    return loss.mean(), logs
 
 
 # ---------------------------------------------------------------- optimisation and state
@@ -275,7 +291,8 @@ def load_state(path: Path, sam: nn.Module, opt, sched, cfg: PretrainConfig) -> i
         raise FileNotFoundError(f"no training state to resume at {path}")
     state = torch.load(path, map_location=sam.pixel_mean.device, weights_only=False)
     saved = PretrainConfig(**state["config"])
-    for key in ("batch_size", "seed", "point_prob", "background_point_prob", "box_noise", "image_size"):
+    for key in ("batch_size", "seed", "point_prob", "background_point_prob", "box_noise", "image_size",
+                "targets_per_image", "focal_alpha"):
         if getattr(saved, key) != getattr(cfg, key):
             raise ValueError(f"{path}: cannot resume, {key} was {getattr(saved, key)!r}, now {getattr(cfg, key)!r}")
     sam.load_state_dict(state["model"])
@@ -306,7 +323,7 @@ def train(cfg: PretrainConfig, state_path: Path | None = None, resume: bool = Fa
     autocast_device = "cuda" if str(device).startswith("cuda") else "cpu"
     for batch in loader:
         with torch.autocast(autocast_device, dtype=torch.bfloat16, enabled=cfg.bf16):
-            loss, logs = batch_loss(sam, batch)  # logs["miou"]: training-batch IoU of the best mask
+            loss, logs = batch_loss(sam, batch, cfg.focal_alpha)  # logs["miou"]: training-batch IoU of the best mask
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(sam.parameters(), 1.0)
@@ -384,7 +401,7 @@ def evaluate_items(model: nn.Module, items, batch_size: int = 8) -> list[float]:
         batch[:] = [_to(it, device) for it in batch]
         images = torch.stack([it["image"] for it in batch]).float()
         embeds = sam.image_encoder(sam.preprocess(images))
-        low, _ = decode_batch(sam, embeds, batch)
+        low, _ = decode_batch(sam, embeds, batch, list(range(len(batch))))
         logits = F.interpolate(low[:, :1], images.shape[-2:], mode="bilinear", align_corners=False)
         for i, it in enumerate(batch):
             ious.append(float(mask_iou(logits[i, 0], it["mask"])))
@@ -406,3 +423,23 @@ def evaluate_generic(backbone: nn.Module, n: int = 200, seed: int = HELD_OUT_SEE
     size = int(_sam_of(backbone).image_encoder.img_size)
     ious = evaluate_items(backbone, GenericDataset(n, seed, size, n_points), batch_size)
     return float(np.mean(ious))
+
+
+def domain_items(domain: str, n: int = 32, n_points: int = 3, seed: int = 0, size: int = IMAGE_SIZE):
+    """The first `n` test samples of a built-in synthetic domain (stream seed `seed`), each prompted by
+    `n_points` foreground points drawn uniformly inside its mask (deterministic per index)."""
+    from scenarios.synthetic import generate_sample
+
+    for i in range(n):
+        image, mask = generate_sample(domain, seed, "test", i, size)
+        mask = mask > 0
+        pts = sample_inside(mask, n_points, np.random.default_rng([seed, i]))
+        yield {"image": torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).contiguous(),
+               "mask": torch.from_numpy(mask.astype(np.float32)),
+               "points": torch.from_numpy(pts), "point_labels": torch.ones(n_points)}
+
+
+def evaluate_domains(backbone: nn.Module, domains, n: int = 32, n_points: int = 3) -> dict[str, float]:
+    """Zero-shot mIoU per built-in synthetic domain (test split, point prompts, single mask)."""
+    size = int(_sam_of(backbone).image_encoder.img_size)
+    return {d: float(np.mean(evaluate_items(backbone, domain_items(d, n, n_points, size=size)))) for d in domains}

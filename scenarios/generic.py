@@ -162,6 +162,20 @@ def pick_target(scene: GenericScene, rng: np.random.Generator) -> np.ndarray:
     return scene.masks[int(rng.choice(ok))]
 
 
+def pick_targets(scene: GenericScene, rng: np.random.Generator, k: int) -> list[np.ndarray]:
+    """Up to k distinct object masks with enough visible area, in random order (the largest one alone
+    if none has enough)."""
+    if k <= 0:
+        raise ValueError(f"pick_targets: k must be positive, got {k}")
+    size = scene.image.shape[0] * scene.image.shape[1]
+    areas = np.array([m.sum() for m in scene.masks], dtype=np.float64)
+    ok = np.flatnonzero(areas >= MIN_VISIBLE_FRACTION * size)
+    if len(ok) == 0:
+        return [scene.masks[int(np.argmax(areas))]]
+    chosen = rng.permutation(ok)[:k]
+    return [scene.masks[int(i)] for i in chosen]
+
+
 def sample_inside(mask: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
     """k (x, y) pixel-centre points drawn uniformly from the mask's pixels (float32 (k, 2))."""
     ys, xs = np.nonzero(mask)

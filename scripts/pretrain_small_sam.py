@@ -18,8 +18,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--steps", type=int, default=2400, help="optimiser steps (sets the cosine schedule)")
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--steps", type=int, default=5400, help="optimiser steps (sets the cosine schedule)")
+    p.add_argument("--batch-size", type=int, default=4, help="images per step")
+    p.add_argument("--targets-per-image", type=int, default=6,
+                   help="objects per image, each with its own prompt, decoded from one image encoding")
+    p.add_argument("--focal-alpha", type=float, default=0.5, help="focal-loss weight of foreground pixels")
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--warmup", type=int, default=100)
     p.add_argument("--weight-decay", type=float, default=0.1)
@@ -39,7 +42,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.workers < 0:
         p.error("--workers must be >= 0")
-    for name in ("steps", "batch_size", "save_every", "threads"):
+    if not 0 < args.focal_alpha < 1:
+        p.error("--focal-alpha must lie in (0, 1)")
+    for name in ("steps", "batch_size", "targets_per_image", "save_every", "threads"):
         if getattr(args, name) <= 0:
             p.error(f"--{name.replace('_', '-')} must be positive")
     if args.minutes is not None and args.minutes <= 0:
@@ -55,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     cfg = PretrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup=args.warmup,
-                         weight_decay=args.weight_decay, seed=args.seed, bf16=args.bf16)
+                         weight_decay=args.weight_decay, seed=args.seed, bf16=args.bf16,
+                         targets_per_image=args.targets_per_image, focal_alpha=args.focal_alpha)
     state = args.state or args.out.with_name(args.out.name + ".state.pt")
     log_file = open(args.log, "a") if args.log else None
 

@@ -56,21 +56,66 @@ def test_scene_masks_are_disjoint_after_occlusion():
 def test_training_prompts_follow_sam_sampling():
     cfg = P.PretrainConfig()
     kinds = set()
-    for i in range(40):
+    for i in range(20):
         it = P.training_item(0, i, cfg)
-        mask = it["mask"]
-        if it["box"] is not None:
-            kinds.add("box")
-            x0, y0, x1, y1 = it["box"].tolist()
-            assert 0 <= x0 < x1 <= 256 and 0 <= y0 < y1 <= 256 and not it["multimask"]
-        else:
-            labels = it["point_labels"]
-            cols, rows = it["points"].long().unbind(1)
-            assert bool((mask[rows, cols] == labels).all())  # foreground inside, background outside
-            assert it["multimask"] == (len(labels) == 1)
-            kinds.add("single" if it["multimask"] else "multi")
+        assert 1 <= len(it["targets"]) <= cfg.targets_per_image
+        masks = [t["mask"] for t in it["targets"]]
+        assert all(float((a * b).sum()) == 0 for j, a in enumerate(masks) for b in masks[j + 1:])  # distinct objects
+        for t in it["targets"]:
+            mask = t["mask"]
+            if t["box"] is not None:
+                kinds.add("box")
+                x0, y0, x1, y1 = t["box"].tolist()
+                assert 0 <= x0 < x1 <= 256 and 0 <= y0 < y1 <= 256 and not t["multimask"]
+            else:
+                labels = t["point_labels"]
+                cols, rows = t["points"].long().unbind(1)
+                assert bool((mask[rows, cols] == labels).all())  # foreground inside, background outside
+                assert t["multimask"] == (len(labels) == 1)
+                kinds.add("single" if t["multimask"] else "multi")
     assert kinds == {"box", "single", "multi"}
-    assert torch.equal(P.training_item(0, 5, cfg)["image"], P.training_item(0, 5, cfg)["image"])
+    a, b = P.training_item(0, 5, cfg), P.training_item(0, 5, cfg)
+    assert torch.equal(a["image"], b["image"]) and len(a["targets"]) == len(b["targets"])
+    one = P.training_item(0, 5, P.PretrainConfig(targets_per_image=1))
+    assert len(one["targets"]) == 1
+
+
+def test_pick_targets_draws_distinct_visible_objects():
+    from scenarios.generic import MIN_VISIBLE_FRACTION, pick_targets
+
+    scene = generate_scene(np.random.default_rng(3), 128)
+    big = [m for m in scene.masks if m.sum() >= MIN_VISIBLE_FRACTION * 128 * 128]
+    chosen = pick_targets(scene, np.random.default_rng(0), 10)
+    assert len(chosen) == max(1, len(big))
+    assert len({m.tobytes() for m in chosen}) == len(chosen)
+    with pytest.raises(ValueError, match="k must be positive"):
+        pick_targets(scene, np.random.default_rng(0), 0)
+
+
+def test_batched_loss_picks_the_best_of_three_for_single_points():
+    """The vectorised loss back-propagates token 0 for multi-prompt targets and the best of tokens 1-3
+    for a single point, as SAM's multimask_output does."""
+    torch.manual_seed(0)
+    sam = tiny_sam()
+    cfg = P.PretrainConfig(image_size=64, targets_per_image=3)
+    batch = [P.training_item(0, i, cfg, 64) for i in range(3)]
+    loss, logs = P.batch_loss(sam, batch)
+    assert loss.ndim == 0 and torch.isfinite(loss) and 0 <= logs["miou"] <= 1
+    # the same loss computed a target at a time, by the SAM rule
+    targets = [t for it in batch for t in it["targets"]]
+    index = [i for i, it in enumerate(batch) for _ in it["targets"]]
+    with torch.no_grad():
+        embeds = sam.image_encoder(sam.preprocess(torch.stack([it["image"] for it in batch]).float()))
+        low, iou = P.decode_batch(sam, embeds, targets, index)
+        logits = torch.nn.functional.interpolate(low, (64, 64), mode="bilinear", align_corners=False)
+        expected = []
+        for j, t in enumerate(targets):
+            tokens = [1, 2, 3] if t["multimask"] else [0]
+            focal, dice = P.mask_losses(logits[j, tokens], t["mask"])
+            per = P.FOCAL_WEIGHT * focal + P.DICE_WEIGHT * dice
+            actual = P.mask_iou(logits[j, tokens], t["mask"])
+            expected.append(per.min() + ((iou[j, tokens] - actual) ** 2).mean())
+    assert torch.allclose(loss.detach(), torch.stack(expected).mean(), rtol=1e-5)
 
 
 def test_loss_terms():
@@ -89,7 +134,7 @@ def test_a_few_steps_reduce_the_loss():
     sam = tiny_sam()
     cfg = P.PretrainConfig(image_size=64, lr=2e-3, warmup=1, steps=12)
     batch = [P.training_item(0, i, cfg, 64) for i in range(2)]
-    opt, _ = P.make_optimiser(sam, cfg)
+    opt, _ = P.make_optimiser(sam, cfg)  # two scenes, up to 6 prompted objects each
     losses = []
     for _ in range(12):
         loss, _ = P.batch_loss(sam, batch)
