@@ -152,11 +152,16 @@ def generate_scene(rng: np.random.Generator, size: int = 256) -> GenericScene:
     return GenericScene(image=image, masks=masks)
 
 
-def pick_target(scene: GenericScene, rng: np.random.Generator) -> np.ndarray:
-    """A random object mask among those with enough visible area (the largest one if none has)."""
+def _targetable(scene: GenericScene) -> tuple[np.ndarray, np.ndarray]:
+    """(indices of the objects with enough visible area to be targets, every object's visible area)."""
     size = scene.image.shape[0] * scene.image.shape[1]
     areas = np.array([m.sum() for m in scene.masks], dtype=np.float64)
-    ok = np.flatnonzero(areas >= MIN_VISIBLE_FRACTION * size)
+    return np.flatnonzero(areas >= MIN_VISIBLE_FRACTION * size), areas
+
+
+def pick_target(scene: GenericScene, rng: np.random.Generator) -> np.ndarray:
+    """A random object mask among those with enough visible area (the largest one if none has)."""
+    ok, areas = _targetable(scene)
     if len(ok) == 0:
         return scene.masks[int(np.argmax(areas))]
     return scene.masks[int(rng.choice(ok))]
@@ -167,9 +172,7 @@ def pick_targets(scene: GenericScene, rng: np.random.Generator, k: int) -> list[
     if none has enough)."""
     if k <= 0:
         raise ValueError(f"pick_targets: k must be positive, got {k}")
-    size = scene.image.shape[0] * scene.image.shape[1]
-    areas = np.array([m.sum() for m in scene.masks], dtype=np.float64)
-    ok = np.flatnonzero(areas >= MIN_VISIBLE_FRACTION * size)
+    ok, areas = _targetable(scene)
     if len(ok) == 0:
         return [scene.masks[int(np.argmax(areas))]]
     chosen = rng.permutation(ok)[:k]
