@@ -1,12 +1,16 @@
 """The built-in synthetic stream: procedural domains that differ the way the paper's domains do.
 
 Each generator maps (rng, size) to (uint8 RGB image (S, S, 3), bool mask (S, S)):
-- polyp:      smooth dome-shaded blobs on pinkish, vessel-veined tissue under endoscope lighting
+- polyp:      smooth dome-shaded blobs, close to the colour of the pinkish, vessel-veined tissue they
+              grow on, under endoscope lighting
 - camouflage: irregular objects filled with their background's own texture and palette (a finer or
               coarser scale and a slight colour shift are the only cues)
 - shadow:     soft, bluish, darkened regions with a penumbra on bright ground, plus dark distractors
 - lesion:     large irregular brown blobs with a darker core and fuzzy border on skin, with hairs
-- thin:       one thin curved stroke among many compact coloured shapes (clutter)
+- cod:        (COD10K-like) an elongated animal in foliage wearing the background's own texture and
+              scale; a hue shift and its darker rim are the only cues
+- thin:       one thin curved stroke among many compact coloured shapes (clutter); not in the default
+              stream (after fine-tuning the decoder it scored no better than zero-shot)
 - natural:    (evaluation-only) shapes cut from one photo pasted on another; the photos are those that
               scikit-image bundles in its package (no download)
 
@@ -36,7 +40,7 @@ from scenarios.points import write_points_json
 if TYPE_CHECKING:
     from scenarios.config import StreamConfig
 
-GENERATOR_VERSION = 2  # bump when a generator changes: it is part of the cache key
+GENERATOR_VERSION = 3  # bump when a generator changes: it is part of the cache key
 Generator = Callable[[np.random.Generator, int], tuple[np.ndarray, np.ndarray]]
 
 
@@ -59,7 +63,8 @@ def polyp(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
     img *= (1 - 0.35 * halo)[..., None]  # a raised polyp shades the tissue below it
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     dome = np.clip(1 - (np.hypot(xx - c[0], yy - c[1]) / radius) ** 2, 0, 1)
-    polyp_col = tuple(np.clip(np.multiply(tissue, rng.uniform(1.05, 1.25)) + (0, rng.uniform(0, 30), 0), 0, 255))
+    # about the tissue's colour: the dome shading, the finer texture and the halo are the cues
+    polyp_col = tuple(np.clip(np.multiply(tissue, rng.uniform(0.95, 1.1)) + (0, rng.uniform(0, 15), 0), 0, 255))
     body = sh.colorize(sh.fractal_noise(rng, size, scale=6), tuple(v * 0.8 for v in polyp_col), polyp_col)
     body *= (0.75 + 0.4 * dome)[..., None]
     img = sh.blend(img, body, sh.soft_alpha(mask, size / 256))
@@ -102,7 +107,7 @@ def shadow(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]
     if rng.random() < 0.5:  # the shadow of a pole or a branch joins the blob
         region |= sh.stroke_mask(rng, size, size * 0.4, size * rng.uniform(0.03, 0.06), start=c, curvature=0.02)
     alpha = sh.soft_alpha(region, size * rng.uniform(0.008, 0.02))
-    darkness = rng.uniform(0.35, 0.6)
+    darkness = rng.uniform(0.5, 0.75)
     tint = np.array([0.9, 0.95, 1.1], np.float32)  # shadows are lit by the blue sky
     img = img * (1 - alpha[..., None] * (1 - darkness * tint))
     return sh.to_uint8(img), alpha > 0.5
@@ -124,6 +129,31 @@ def lesion(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]
         hair = sh.stroke_mask(rng, size, size * rng.uniform(0.3, 0.7), max(1, size / 256), curvature=0.03)
         img = sh.blend(img, (50, 35, 25), hair.astype(np.float32) * 0.8)
     img *= sh.vignette(size, (size / 2, size / 2), rng.uniform(0.2, 0.9))[..., None]
+    return sh.to_uint8(img), mask
+
+
+def cod(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """COD10K-like: an elongated animal wearing the background's own texture and scale; a hue shift and
+    the darker rim of a rounded body (self-shadow) are the only cues. Leaf-like clutter in the palette."""
+    foliage = [(70, 100, 45), (110, 95, 60), (95, 120, 70), (140, 125, 90), (60, 70, 50)]
+    i, j = rng.choice(len(foliage), 2, replace=False)
+    c0, c1 = sh.jitter_color(rng, foliage[i], 15), sh.jitter_color(rng, foliage[j], 15)
+    scale = size * rng.uniform(0.03, 0.06)
+    img = sh.colorize(sh.fractal_noise(rng, size, scale=size / scale / 4), c0, c1)
+    for _ in range(int(rng.integers(6, 14))):  # leaves
+        leaf = sh.ellipse_mask(rng, size, tuple(rng.uniform(0, size, 2)), size * rng.uniform(0.03, 0.08),
+                               (1.5, 3.0))
+        img = sh.blend(img, sh.jitter_color(rng, (c0, c1)[int(rng.integers(2))], 20), sh.soft_alpha(leaf, 1.0))
+    radius = size * rng.uniform(0.09, 0.16)
+    mask = sh.blob_mask(rng, size, _center(rng, size, radius), radius, irregularity=0.25, harmonics=4,
+                        aspect=rng.uniform(3.0, 5.0))
+    depth = cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, 5)
+    rim = np.clip(depth / max(1.0, 0.6 * float(depth.max())), 0, 1)  # 0 at the outline, 1 along the spine
+    shift = rng.uniform(-22, 22, 3)
+    body = sh.colorize(sh.fractal_noise(rng, size, scale=size / scale / 4), np.add(c0, shift), np.add(c1, shift))
+    body *= (0.7 + 0.3 * rim)[..., None]
+    img = sh.blend(img, body, sh.soft_alpha(mask, size / 256))
+    img += rng.normal(0, 4, img.shape)
     return sh.to_uint8(img), mask
 
 
@@ -174,7 +204,7 @@ def natural(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray
 
 
 DOMAINS: dict[str, Generator] = {
-    "polyp": polyp, "camouflage": camouflage, "shadow": shadow, "lesion": lesion, "thin": thin,
+    "polyp": polyp, "camouflage": camouflage, "shadow": shadow, "lesion": lesion, "thin": thin, "cod": cod,
     "natural": natural,
 }
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Pretrain the small SAM (`sam_small`) on the generic synthetic distribution and export safetensors.
 
-Example (the defaults: 4600 steps of 4 images x up to 6 prompted objects; about 53 min on a 2-core CPU):
+Example (the defaults: 5600 steps of 4 images x up to 6 prompted objects; 55 min on the 2-core CPU):
     python scripts/pretrain_small_sam.py --bf16 --out /tmp/sam_small.safetensors
 
 The shipped checkpoint's exact command is recorded in checkpoint/README.md.

@@ -1,6 +1,7 @@
-"""What a reader expects of the built-in benchmark (pretrained sam_small, fixed seed): sequential
-fine-tuning forgets, joint training is at or near the top of AA, replay forgets less than
-sequential fine-tuning, and SAMCL with oracle routing does not forget at all."""
+"""What a reader expects of the built-in benchmark (the default stream, pretrained sam_small, fixed
+seed): sequential fine-tuning forgets (FM of at least 5 IoU points, issue 4), joint training is at or
+near the top of AA, replay forgets less than sequential fine-tuning, and SAMCL with oracle routing
+does not forget at all."""
 import json
 import numpy as np
 import pytest
@@ -16,7 +17,6 @@ def records(tmp_path_factory):
     assert main(["run", "--methods", methods, "--output", str(tmp / "results"), "--seeds", "1234",
                  "--set", f"cache_dir={tmp}/features",
                  "--set", f"stream_overrides.synthetic.cache_dir={tmp}/synthetic",
-                 "--set", "stream_overrides.domains=[polyp,camouflage,shadow,lesion]",
                  "--no-progress", "--no-report"]) == 0
     out = {}
     for path in (tmp / "results").glob("*.json"):
@@ -27,12 +27,15 @@ def records(tmp_path_factory):
 
 def test_sequential_finetuning_forgets(records):
     R, T = records["finetune_decoder"]
-    assert fm_samcl(R, T) > 0.03  # more than 3 IoU points
+    assert fm_samcl(R, T) >= 0.05  # at least 5 IoU points
 
 
 def test_joint_is_at_or_near_the_top(records):
+    """Joint training bounds the methods that train what it trains (the decoder); per-domain modules
+    with oracle routing (samcl_oracle) may pass it, but not by much."""
     aa = {m: average_accuracy(R, T) for m, (R, T) in records.items()}
-    assert aa["joint"] >= max(aa.values()) - 0.01, aa
+    assert aa["joint"] >= max(aa["finetune_decoder"], aa["replay"]), aa
+    assert aa["joint"] >= max(aa.values()) - 0.02, aa
 
 
 def test_replay_forgets_less_than_finetuning(records):
