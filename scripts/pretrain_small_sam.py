@@ -27,6 +27,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--targets-per-image", type=int, default=d.targets_per_image,
                    help="objects per image, each with its own prompt, decoded from one image encoding")
     p.add_argument("--focal-alpha", type=float, default=d.focal_alpha, help="focal-loss weight of foreground pixels")
+    p.add_argument("--point-prob", type=float, default=d.point_prob,
+                   help="probability that a target is prompted by points (else by its box)")
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--warmup", type=int, default=d.warmup)
     p.add_argument("--weight-decay", type=float, default=d.weight_decay)
@@ -48,6 +50,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--workers must be >= 0")
     if not 0 < args.focal_alpha < 1:
         p.error("--focal-alpha must lie in (0, 1)")
+    if not 0 <= args.point_prob <= 1:
+        p.error("--point-prob must lie in [0, 1]")
     for name in ("steps", "batch_size", "targets_per_image", "save_every", "threads"):
         if getattr(args, name) <= 0:
             p.error(f"--{name.replace('_', '-')} must be positive")
@@ -65,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     cfg = PretrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup=args.warmup,
                          weight_decay=args.weight_decay, seed=args.seed, bf16=args.bf16,
-                         targets_per_image=args.targets_per_image, focal_alpha=args.focal_alpha)
+                         targets_per_image=args.targets_per_image, focal_alpha=args.focal_alpha,
+                         point_prob=args.point_prob)
     state = args.state or args.out.with_name(args.out.name + ".state.pt")
     log_file = open(args.log, "a") if args.log else None
 
