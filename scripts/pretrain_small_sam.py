@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Pretrain the small SAM (`sam_small`) on the generic synthetic distribution and export safetensors.
 
-Example (the defaults: 5600 steps of 4 images x up to 6 prompted objects; 55 min on the 2-core CPU):
+Example (the defaults: 6400 steps of 4 images x up to 6 prompted objects; 56 min on the 2-core CPU):
     python scripts/pretrain_small_sam.py --bf16 --out /tmp/sam_small.safetensors
 
 The shipped checkpoint's exact command is recorded in checkpoint/README.md.
@@ -26,7 +26,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="images per step")
     p.add_argument("--targets-per-image", type=int, default=d.targets_per_image,
                    help="objects per image, each with its own prompt, decoded from one image encoding")
+    p.add_argument("--prompts-per-target", type=int, default=d.prompts_per_target,
+                   help="independent prompts per object (each decoded and scored; the image is encoded once)")
     p.add_argument("--focal-alpha", type=float, default=d.focal_alpha, help="focal-loss weight of foreground pixels")
+    p.add_argument("--dice-weight", type=float, default=d.dice_weight,
+                   help="weight of the dice term next to 20 x focal (SAM: 1)")
     p.add_argument("--point-prob", type=float, default=d.point_prob,
                    help="probability that a target is prompted by points (else by its box)")
     p.add_argument("--lr", type=float, default=d.lr)
@@ -50,9 +54,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--workers must be >= 0")
     if not 0 < args.focal_alpha < 1:
         p.error("--focal-alpha must lie in (0, 1)")
+    if args.dice_weight < 0:
+        p.error("--dice-weight must be non-negative")
     if not 0 <= args.point_prob <= 1:
         p.error("--point-prob must lie in [0, 1]")
-    for name in ("steps", "batch_size", "targets_per_image", "save_every", "threads"):
+    for name in ("steps", "batch_size", "targets_per_image", "prompts_per_target", "save_every", "threads"):
         if getattr(args, name) <= 0:
             p.error(f"--{name.replace('_', '-')} must be positive")
     if args.minutes is not None and args.minutes <= 0:
@@ -70,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = PretrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup=args.warmup,
                          weight_decay=args.weight_decay, seed=args.seed, bf16=args.bf16,
                          targets_per_image=args.targets_per_image, focal_alpha=args.focal_alpha,
-                         point_prob=args.point_prob)
+                         point_prob=args.point_prob, prompts_per_target=args.prompts_per_target,
+                         dice_weight=args.dice_weight)
     state = args.state or args.out.with_name(args.out.name + ".state.pt")
     log_file = open(args.log, "a") if args.log else None
 

@@ -80,6 +80,21 @@ def test_training_prompts_follow_sam_sampling():
     assert len(one["targets"]) == 1
 
 
+def test_prompts_per_target_repeats_each_object_with_fresh_prompts():
+    one, three = P.PretrainConfig(), P.PretrainConfig(prompts_per_target=3)
+    for i in range(6):
+        a, b = P.training_item(0, i, one), P.training_item(0, i, three)
+        assert torch.equal(a["image"], b["image"]) and len(b["targets"]) == 3 * len(a["targets"])
+        # the first object is the same; its three prompts are drawn independently
+        assert all(torch.equal(t["mask"], b["targets"][0]["mask"]) for t in b["targets"][:3])
+        assert torch.equal(a["targets"][0]["mask"], b["targets"][0]["mask"])
+    prompts = lambda t: (t["box"] if t["box"] is not None else t["points"]).tolist()  # noqa: E731
+    items = [P.training_item(0, i, three)["targets"][:3] for i in range(6)]
+    assert any(len({str(prompts(t)) for t in group}) > 1 for group in items)
+    # the default keeps the single-prompt stream (and the shipped checkpoint's command) unchanged
+    assert P.PretrainConfig().prompts_per_target == 1
+
+
 def test_pick_targets_draws_distinct_visible_objects():
     from scenarios.generic import MIN_VISIBLE_FRACTION, pick_targets
 
@@ -116,6 +131,16 @@ def test_batched_loss_picks_the_best_of_three_for_single_points():
             actual = P.mask_iou(logits[j, tokens], t["mask"])
             expected.append(per.min() + ((iou[j, tokens] - actual) ** 2).mean())
     assert torch.allclose(loss.detach(), torch.stack(expected).mean(), rtol=1e-5)
+
+
+def test_dice_weight_scales_the_dice_term():
+    torch.manual_seed(0)
+    sam = tiny_sam()
+    cfg = P.PretrainConfig(image_size=64, targets_per_image=2)
+    batch = [P.training_item(0, i, cfg, 64) for i in range(2)]
+    with torch.no_grad():
+        losses = [float(P.batch_loss(sam, batch, dice_weight=w)[0]) for w in (0.0, 1.0, 5.0)]
+    assert losses[0] < losses[1] < losses[2]
 
 
 def test_loss_terms():
@@ -165,6 +190,9 @@ def test_save_resume_gives_the_same_state(tmp_path):
     with pytest.raises(ValueError, match="batch_size"):
         P.train(P.PretrainConfig(image_size=64, batch_size=3, steps=3), sam=tiny_sam(), state_path=state,
                 resume=True, progress=False)
+    with pytest.raises(ValueError, match="prompts_per_target"):
+        P.train(P.PretrainConfig(image_size=64, batch_size=2, steps=3, prompts_per_target=2), sam=tiny_sam(),
+                state_path=state, resume=True, progress=False)
     with pytest.raises(FileNotFoundError):
         P.train(cfg, sam=tiny_sam(), state_path=tmp_path / "missing.pt", resume=True, progress=False)
 

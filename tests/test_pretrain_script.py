@@ -19,13 +19,14 @@ def load_script():
 def test_defaults_are_the_config_defaults():
     args = load_script().parse_args([])
     d = PretrainConfig()
-    assert (args.steps, args.batch_size, args.targets_per_image, args.point_prob, args.focal_alpha) == \
-        (d.steps, d.batch_size, d.targets_per_image, d.point_prob, d.focal_alpha)
+    fields = ("steps", "batch_size", "targets_per_image", "prompts_per_target", "point_prob", "focal_alpha", "lr")
+    assert {f: getattr(args, f) for f in fields} == {f: getattr(d, f) for f in fields}
 
 
 @pytest.mark.parametrize("argv, field", [(["--point-prob", "1.5"], "--point-prob"),
                                          (["--focal-alpha", "0"], "--focal-alpha"),
-                                         (["--steps", "0"], "--steps")])
+                                         (["--steps", "0"], "--steps"),
+                                         (["--prompts-per-target", "0"], "--prompts-per-target")])
 def test_bad_values_name_the_option(argv, field, capsys):
     with pytest.raises(SystemExit):
         load_script().parse_args(argv)
