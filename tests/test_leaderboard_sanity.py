@@ -31,8 +31,8 @@ def test_sequential_finetuning_forgets(records):
 
 
 def test_joint_is_at_or_near_the_top(records):
-    """Joint training bounds the methods that train what it trains (the decoder); per-domain modules
-    with oracle routing (samcl_oracle) may pass it, but not by much."""
+    """Joint training of the LoRA adapter bounds replay (the same adapter) and decoder fine-tuning;
+    per-domain modules with oracle routing (samcl_oracle) may pass it, but not by much."""
     aa = {m: average_accuracy(R, T) for m, (R, T) in records.items()}
     assert aa["joint"] >= max(aa["finetune_decoder"], aa["replay"]), aa
     assert aa["joint"] >= max(aa.values()) - 0.02, aa
