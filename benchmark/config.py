@@ -37,8 +37,8 @@ class RunConfig:
     method_modules: List[str] = field(default_factory=list)
     resume: bool = True                # continue a killed run from its last finished domain
     deterministic: bool = False        # torch.use_deterministic_algorithms (GPU: see docs/scaling.md)
-    precision: str = "fp32"            # fp32 | bf16 (autocast; CUDA only)
-    channels_last: bool = False        # channels-last tensors (CUDA only)
+    precision: str = "fp32"            # fp32 | bf16 (autocast; GPU, or a CPU with native bf16)
+    channels_last: bool = False        # channels-last tensors (a GPU speed option)
     tensorboard: Optional[str] = None  # a folder for TensorBoard scalars (needs `tensorboard`)
     source: str = "<defaults>"
 

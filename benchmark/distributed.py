@@ -1,6 +1,6 @@
 """Multi-process runs (``torchrun --nproc_per_node N run_benchmark.py ...``).
 
-torchrun sets ``WORLD_SIZE``/``RANK``/``LOCAL_RANK``; ``setup`` then joins the process group
+torchrun sets ``WORLD_SIZE``/``RANK``/``LOCAL_RANK``/``MASTER_ADDR``; ``setup`` then joins the process group
 (nccl on GPU, gloo on CPU). Training averages the gradients of the trainable parts with
 ``DistributedDataParallel`` (methods/template.py); each process takes its slice of every global
 batch. Evaluation gives process r the images r, r+W, r+2W, ... of each domain and all-reduces the
@@ -18,8 +18,9 @@ import torch.distributed as dist
 from torch.utils.data import Subset
 
 
-def env_world_size() -> int:
-    return int(os.environ.get("WORLD_SIZE", "1"))
+def launched_by_torchrun() -> bool:
+    """Whether the environment holds an ``env://`` rendezvous (torchrun sets all four)."""
+    return all(k in os.environ for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"))
 
 
 def is_distributed() -> bool:
@@ -28,6 +29,11 @@ def is_distributed() -> bool:
 
 def world_size() -> int:
     return dist.get_world_size() if is_distributed() else 1
+
+
+def backend() -> str | None:
+    """The process group's backend (nccl, gloo), None when not distributed."""
+    return str(dist.get_backend()) if is_distributed() else None
 
 
 def rank() -> int:
@@ -44,8 +50,9 @@ def barrier() -> None:
 
 
 def setup(device: torch.device) -> torch.device:
-    """Join the process group when launched by torchrun; returns this process's device."""
-    if env_world_size() <= 1 or is_distributed():
+    """Join the process group when launched by torchrun (also with one process, so that
+    ``--nproc_per_node 1`` runs the DDP and all-reduce path); returns this process's device."""
+    if not launched_by_torchrun() or is_distributed():
         return device
     if device.type == "cuda":
         local = int(os.environ.get("LOCAL_RANK", "0"))
@@ -83,9 +90,9 @@ def evaluate_sharded(strategy, datasets: Sequence, **kwargs) -> Dict[str, List[f
     sums and image counts are all-reduced (the mean over every image, each counted once)."""
     from benchmark.evaluator import METRICS, evaluate_domains
 
-    w = world_size()
-    if w == 1:
+    if not is_distributed():
         return evaluate_domains(strategy, datasets, **kwargs)
+    w = world_size()
     shards = [shard(ds, rank(), w) for ds in datasets]
     means = evaluate_domains(strategy, shards, **kwargs)
     device = strategy.device if dist.get_backend() == "nccl" else torch.device("cpu")

@@ -55,7 +55,8 @@ class RunRecord:
     hparams: dict = field(default_factory=dict)
     storage: dict = field(default_factory=dict)   # StorageLedger.to_dict()
     timing: dict = field(default_factory=dict)    # {"cache_build": s, "train": [s per domain],
-    #                                                "eval": [s per row], "total": s}
+    #                                                "eval": [s per row], "total": s, "train_images":
+    #                                                [images x epochs per domain], "eval_images": n}
     git: dict | None = None                       # {"commit": sha, "dirty": bool} or None
     packages: dict = field(default_factory=dict)  # distribution name -> version or None
     device: str = ""

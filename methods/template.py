@@ -17,7 +17,7 @@ loss and keeps a fresh Adam + cosine schedule per domain. A method overrides a f
 
 Scale-out (docs/scaling.md): under ``torchrun`` the trainable parts are wrapped in
 ``DistributedDataParallel`` and each process takes its slice of every global batch;
-``enable_precision`` turns on bf16 autocast / channels-last on CUDA.
+``enable_precision`` turns on bf16 autocast / channels-last (opt-in, on any device).
 """
 from __future__ import annotations
 
@@ -149,7 +149,7 @@ class SAMStrategy(SupervisedTemplate):
         #: train splits of evaluation-only (general) domains, at ``self.tap``; never trained on,
         #: but a method may keep samples of them (SAMCL's selector buffer). Set by the runner.
         self.general_datasets: list = []
-        self.precision = "fp32"          # "bf16": autocast on CUDA (see enable_precision)
+        self.precision = "fp32"          # "bf16": autocast (see enable_precision)
         self.channels_last = False
         self._ddp: Optional[nn.Module] = None
 
@@ -273,16 +273,14 @@ class SAMStrategy(SupervisedTemplate):
         for key, value in template.get("clock", {}).items():
             setattr(self.clock, key, int(value))
 
-    # ------------------------------------------------------------------ precision (GPU path)
+    # ------------------------------------------------------------------ precision
     @property
     def world_size(self) -> int:
         return _world()[1]
 
     def enable_precision(self, precision: str = "fp32", channels_last: bool = False) -> None:
         """bf16 autocast for training forward passes and ``predict`` (whose logits come back as
-        float32), and channels-last tensors; both only on CUDA (the runner warns on CPU)."""
-        if self.device.type != "cuda":
-            return
+        float32), and channels-last tensors."""
         self.precision, self.channels_last = precision, bool(channels_last)
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
@@ -297,8 +295,8 @@ class SAMStrategy(SupervisedTemplate):
             self.predict = predict
 
     def autocast(self):
-        if self.precision == "bf16" and self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
+        if self.precision == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
     # ------------------------------------------------------------------ entry point for the runner
@@ -390,7 +388,8 @@ class SAMStrategy(SupervisedTemplate):
     def _wrap_ddp(self) -> None:
         """Under torchrun, wrap the trainable parts in DDP afresh for each domain (parts may grow)."""
         self._ddp = None
-        if self.world_size > 1 and any(True for _ in self.trainable_parameters()):
+        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+        if distributed and any(True for _ in self.trainable_parameters()):
             from torch.nn.parallel import DistributedDataParallel
 
             ids = [self.device.index or 0] if self.device.type == "cuda" else None

@@ -8,13 +8,17 @@
     to the copy, resume at block 7 -> decode).
 
 SAM ViT-B at 1024 px with seeded random weights (no checkpoint needed; speed does not depend on the
-values) and a released-shape AugModule. Warm-up 1 iteration, then the median of N.
+values) and a released-shape AugModule. Warm-up 1 iteration, then the median of N; images per
+second = batch size / median time. ``--precision bf16`` and ``--channels-last`` time the options the
+harness runs with the same names (docs/scaling.md).
 
-    .venv/bin/python scripts/bench_samcl_speed.py [--iters 3] [--threads T]
+    .venv/bin/python scripts/bench_samcl_speed.py [--iters 3] [--threads T] [--device cuda]
+        [--batch-size B] [--precision fp32|bf16] [--channels-last]
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import statistics
 import sys
@@ -56,8 +60,14 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=3, help="timed iterations per case (median)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--device", default="cpu", help="cpu or cuda (the cache file is read to that device)")
+    ap.add_argument("--batch-size", type=int, default=1, help="images per step / prediction")
+    ap.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="bf16: autocast")
+    ap.add_argument("--channels-last", action="store_true", help="channels-last model and images")
     args = ap.parse_args()
     dev = torch.device(args.device)
+    b = args.batch_size
+    autocast = (torch.autocast(dev.type, dtype=torch.bfloat16) if args.precision == "bf16"
+                else contextlib.nullcontext())
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -72,14 +82,18 @@ def main() -> None:
             for p in m.parameters():
                 p.normal_(0, 0.02)
     ms.to(dev)
+    if args.channels_last:
+        bb.to(memory_format=torch.channels_last)
     selector = ModuleSelector(cfg.width, len(domains) + 1).eval().to(dev)
 
     g = torch.Generator().manual_seed(0)
-    image = torch.randint(0, 256, (1, 3, 1024, 1024), generator=g, dtype=torch.uint8)
-    points = torch.rand(1, 3, 2, generator=g) * 1023
-    labels = torch.ones(1, 3)
-    mask = (torch.rand(1, 1024, 1024, generator=g) > 0.5).float()
+    image = torch.randint(0, 256, (b, 3, 1024, 1024), generator=g, dtype=torch.uint8)
+    points = torch.rand(b, 3, 2, generator=g) * 1023
+    labels = torch.ones(b, 3)
+    mask = (torch.rand(b, 1024, 1024, generator=g) > 0.5).float()
     image, points, labels, mask = (t.to(dev) for t in (image, points, labels, mask))
+    if args.channels_last:
+        image = image.contiguous(memory_format=torch.channels_last)
 
     tmp = Path(tempfile.mkdtemp(prefix="samcl_bench_"))
     from safetensors.torch import load_file, save_file
@@ -94,16 +108,16 @@ def main() -> None:
     opt = torch.optim.Adam(module.parameters(), lr=5e-3)
 
     def step(feats: dict) -> None:
-        with ms.active("d0", points):
+        with ms.active("d0", points), autocast:
             enc = bb.features_from(feats, TAP, pre_neck=ms.pre_neck, post_neck=ms.post_neck)
             low, iou = bb.decode(enc, points, labels)
-        loss = sam_loss(bb.upscale(low), iou, mask)
+        loss = sam_loss(bb.upscale(low.float()), iou.float(), mask)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
 
     def train_from_image() -> None:
-        with torch.no_grad():
+        with torch.no_grad(), autocast:
             feats = bb.features_at(image, TAP)
         step(feats)
 
@@ -114,35 +128,40 @@ def main() -> None:
     @torch.no_grad()
     def route_ours() -> torch.Tensor:
         feats = load_file(str(tmp / "cache.safetensors"), device=str(dev))
-        pick = int(selector(pooled_tap(feats["tokens"])).argmax(1))
+        pick = int(selector(pooled_tap(feats["tokens"])).argmax(1)[0])  # one domain per batch here
         name = domains[pick] if pick < len(domains) else None  # last class: general domain, vanilla
-        with ms.active(name, points):
+        with ms.active(name, points), autocast:
             enc = bb.features_from(feats, TAP, pre_neck=ms.pre_neck, post_neck=ms.post_neck)
             return bb.decode(enc, points, labels)[0]
 
     @torch.no_grad()
     def route_reference() -> torch.Tensor:
-        feats = bb.features_at(image, TAP)
-        pick = int(selector(pooled_tap(feats["tokens"])).argmax(1))
+        with autocast:
+            feats = bb.features_at(image, TAP)
+        pick = int(selector(pooled_tap(feats["tokens"].float())).argmax(1)[0])
         model = copy.deepcopy(bb)  # the reference copies the whole SAM per image
         ref = ModuleSet(cfg).attach(model.encoder_blocks)
         mod = AugModule(cfg)
         mod.load_state_dict(torch.load(tmp / f"{domains[pick % len(domains)]}.pth", weights_only=True,
                                        map_location=dev))
         ref.add("m", mod.to(dev))
-        with ref.active("m", points):
+        with ref.active("m", points), autocast:
             enc = model.features_from(feats, TAP, pre_neck=ref.pre_neck, post_neck=ref.post_neck)
             return model.decode(enc, points, labels)[0]
 
-    print(f"torch {torch.__version__}, device {dev}, threads {torch.get_num_threads()}, median of {args.iters} after 1 warm-up")
-    t_img = timed(train_from_image, args.iters)
-    t_cache = timed(train_from_cache, args.iters)
-    print(f"(a) training step: from image {t_img * 1e3:.1f} ms, from block-6 cache {t_cache * 1e3:.1f} ms "
-          f"-> {t_img / t_cache:.2f}x")
-    t_ref = timed(route_reference, args.iters)
-    t_ours = timed(route_ours, args.iters)
-    print(f"(b) routed prediction: reference route {t_ref * 1e3:.1f} ms, ours from cache {t_ours * 1e3:.1f} ms "
-          f"-> {t_ref / t_ours:.2f}x")
+    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
+    print(f"torch {torch.__version__}, device {dev} ({name}), threads {torch.get_num_threads()}, "
+          f"batch {b}, {args.precision}{', channels-last' if args.channels_last else ''}, "
+          f"median of {args.iters} after 1 warm-up")
+
+    def report(label: str, slow_name: str, slow: float, fast_name: str, fast: float) -> None:
+        print(f"{label}: {slow_name} {slow * 1e3:.1f} ms ({b / slow:.3g} img/s), {fast_name} "
+              f"{fast * 1e3:.1f} ms ({b / fast:.3g} img/s) -> {slow / fast:.2f}x")
+
+    report("(a) training step", "from image", timed(train_from_image, args.iters),
+           "from block-6 cache", timed(train_from_cache, args.iters))
+    report("(b) routed prediction", "reference route", timed(route_reference, args.iters),
+           "ours from cache", timed(route_ours, args.iters))
     ms.detach()
 
 

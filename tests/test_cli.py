@@ -4,8 +4,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from benchmark.cli import main
 
 REPO = Path(__file__).resolve().parents[1]

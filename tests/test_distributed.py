@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from benchmark.cli import main
@@ -65,3 +66,42 @@ def test_two_gloo_processes_match_one_process(tmp_path):
         a, b = np.array(one["matrices"][score]), np.array(two["matrices"][score])
         np.testing.assert_allclose(b, a, rtol=0, atol=TOLERANCE)
     assert one["matrices"]["iou"][0] != one["matrices"]["iou"][1]  # training changed something
+
+
+def test_torchrun_with_one_process_runs_the_distributed_path(tmp_path):
+    """``--nproc_per_node 1`` joins a process group (gloo here), wraps DDP and all-reduces the
+    scores; the record equals a plain run's (a sum over one process changes nothing)."""
+    assert main(run_args(tmp_path, tmp_path / "one")) == 0
+    one = json.loads(next((tmp_path / "one").glob("*.json")).read_text())
+    assert one["extra"]["world_size"] == 1 and one["extra"]["backend"] is None
+    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "1",
+                          "run_benchmark.py", *run_args(tmp_path, tmp_path / "ddp")],
+                         cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())},
+                         capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    ddp = json.loads(next((tmp_path / "ddp").glob("*.json")).read_text())
+    assert ddp["extra"]["world_size"] == 1 and ddp["extra"]["backend"] == "gloo"
+    for score in ("iou", "dice", "mae"):
+        np.testing.assert_allclose(np.array(ddp["matrices"][score]), np.array(one["matrices"][score]),
+                                   rtol=0, atol=1e-6)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_nccl_one_process_per_gpu_matches_one_process(tmp_path):
+    """torchrun with one process per visible GPU (nccl) against a plain run on cuda:0. With one GPU
+    this checks the nccl set-up, DDP wrapping and the all-reduces; with several, real sharding.
+    Tolerance 1e-3: GPU kernels with atomic adds sum in varying order."""
+    gpus = torch.cuda.device_count()
+    args = run_args(tmp_path, tmp_path / "one") + ["--device", "cuda"]
+    assert main(args) == 0
+    one = json.loads(next((tmp_path / "one").glob("*.json")).read_text())
+    args = run_args(tmp_path, tmp_path / "many") + ["--device", "cuda"]
+    args[args.index("hparams.batch_size=4")] = f"hparams.batch_size={max(4, gpus)}"
+    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(gpus),
+                          "run_benchmark.py", *args], cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    many = json.loads(next((tmp_path / "many").glob("*.json")).read_text())
+    assert many["extra"]["world_size"] == gpus and many["extra"]["backend"] == "nccl"
+    if gpus <= 4:  # the same global batch as the plain run
+        np.testing.assert_allclose(np.array(many["matrices"]["iou"]), np.array(one["matrices"]["iou"]),
+                                   rtol=0, atol=1e-3)

@@ -1,6 +1,5 @@
 """Grids of runs: enumeration, shards, skipping recorded runs, SLURM, merged leaderboards."""
 import importlib.util
-import json
 import shutil
 from pathlib import Path
 

@@ -94,7 +94,7 @@ def test_quirk_options_change_output(small):
     for name, quirks in {"ref": {}, "aligned_neck": {"transposed_neck": False},
                          "partition": {"window_map": "partition"}}.items():
         ms = ModuleSet(config_for_backbone(small, **quirks)).attach(small.encoder_blocks)
-        m = _randomise(ms.add("a"))
+        _randomise(ms.add("a"))
         with torch.no_grad(), ms.active("a", points):
             outs[name] = _run(small, ms, feats, points, labels)[0]
         ms.detach()

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from methods.samcl.augmodule import AugModule, ModuleSet, count_parameters, hiera_t_config
+from methods.samcl.augmodule import ModuleSet, count_parameters, hiera_t_config
 from methods.samcl.official import (OFFICIAL_DOMAINS, load_module_set, load_official_module,
-                                    load_official_selector, load_official_set, save_module_set)
+                                    load_official_set, save_module_set)
 from methods.samcl.safe_pickle import CheckpointFormatError, UnsafeCheckpointError, safe_load
 from methods.samcl.selector import FeatureBuffer, ModuleSelector
 

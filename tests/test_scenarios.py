@@ -231,7 +231,7 @@ def test_relative_roots_resolve_against_the_working_directory(tmp_path: Path, mo
     for name in ("a", "b", "c"):
         for split in ("train", "test"):
             write_points_json(make_split(tmp_path / "data" / name, {"x.png": ("x.png", disk(32, 32, 16, 16, 7))}, split))
-    path = write_yaml(tmp_path / "s.yaml", "image_size: 16\ndomains:\n  - {name: A, root: data/a}\n"
+    write_yaml(tmp_path / "s.yaml", "image_size: 16\ndomains:\n  - {name: A, root: data/a}\n"
                                            "  - {name: B, root: data/b}\neval_only: [{name: C, root: data/c}]\n")
     monkeypatch.chdir(tmp_path)
     stream = build_domain_stream(load_stream_config("s.yaml"))

@@ -1,0 +1,40 @@
+"""scripts/throughput.py: images per second from the image counts and seconds in run records."""
+import importlib.util
+import json
+import math
+
+from benchmark.cli import main
+from test_resume import REPO, tiny_run_args
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("throughput", REPO / "scripts" / "throughput.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_images_per_second_from_a_record(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(tiny_run_args(tmp_path, "finetune_decoder", out, domains="[polyp,shadow]")) == 0
+    record = json.loads(next(out.glob("*.json")).read_text())
+    timing = record["timing"]
+    assert timing["train_images"] == [4 * 2, 4 * 2]  # 4 training images x 2 epochs per domain
+    assert timing["eval_images"] == 2 * 3  # 2 test images x (2 domains + evaluation-only natural)
+
+    throughput = _script()
+    (row,) = throughput.rows_of([str(out)])
+    assert math.isclose(row["train img/s"], 16 / sum(timing["train"]))
+    assert math.isclose(row["eval img/s"], 6 * 3 / sum(timing["eval"]))  # 3 rows: zero-shot + 2
+    assert row["precision"] == "fp32" and row["world"] == 1
+    assert throughput.main([str(out), "--markdown"]) == 0
+    assert "| finetune_decoder" in capsys.readouterr().out
+
+    del record["timing"]["train_images"]  # a record from before the counts existed
+    (out / "old.json").write_text(json.dumps(record))
+    assert throughput.rows_of([str(out / "old.json")]) == []
+    assert "no image counts" in capsys.readouterr().err
+    assert throughput.main([str(tmp_path / "missing")]) == 2
+    (tmp_path / "empty").mkdir()
+    assert throughput.main([str(tmp_path / "empty")]) == 2
+    assert capsys.readouterr().err.count("error:") == 2
