@@ -1,10 +1,11 @@
 """Multi-process runs (``torchrun --nproc_per_node N run_benchmark.py ...``).
 
-torchrun sets ``WORLD_SIZE``/``RANK``/``LOCAL_RANK``/``MASTER_ADDR``; ``setup`` then joins the process group
-(nccl on GPU, gloo on CPU). Training averages the gradients of the trainable parts with
-``DistributedDataParallel`` (methods/template.py); each process takes its slice of every global
-batch. Evaluation gives process r the images r, r+W, r+2W, ... of each domain and all-reduces the
-score sums and image counts, so no image is counted twice (a padded ``DistributedSampler`` would).
+torchrun sets ``WORLD_SIZE``/``RANK``/``LOCAL_RANK``/``MASTER_ADDR``; ``setup`` then joins the
+process group (nccl on GPU, gloo on CPU), also with one process. Training averages the gradients
+of the trainable parts with ``DistributedDataParallel`` (methods/template.py); each process takes
+its slice of every global batch. Evaluation gives process r the images r, r+W, r+2W, ... of each
+domain and all-reduces the score sums and image counts, so no image is counted twice (a padded
+``DistributedSampler`` would).
 Only rank 0 writes records, run state and cache entries; the others wait at a barrier.
 """
 from __future__ import annotations
