@@ -100,7 +100,7 @@ def leaderboard_frame(records: Sequence[RunRecord]) -> pd.DataFrame:
     per column; sorted by AA mIoU descending."""
     rows = []
     for r in records:
-        rows.append({"method": r.method, "backbone": r.backbone, "stream": r.stream_name,
+        rows.append({"method": r.method_label, "backbone": r.backbone, "stream": r.stream_name,
                      "seed": r.seed, **summarize_record(r)})
     keys = [c.key for c in COLUMNS]
     if not rows:
@@ -176,7 +176,7 @@ def per_domain_frame(records: Sequence[RunRecord], score: str = "iou") -> pd.Dat
         if score not in r.matrices:
             continue
         final = r.matrix(score)[r.trained]
-        row = {"method": r.method, "backbone": r.backbone, "stream": r.stream_name}
+        row = {"method": r.method_label, "backbone": r.backbone, "stream": r.stream_name}
         for j, name in enumerate(r.domains):
             label = name if j < r.trained else f"{name} (eval)"
             order.setdefault(label, None)
@@ -304,7 +304,7 @@ def mean_matrix(records: Sequence[RunRecord], score: str = "iou") -> MatrixView:
     stacked = np.stack([r.matrix(score) for r in records])
     seeds = ", ".join(str(r.seed) for r in records)
     return MatrixView(stacked.mean(axis=0), first.domains, first.trained,
-                      f"{first.method} / {first.backbone} / {first.stream_name}\n"
+                      f"{first.method_label} / {first.backbone} / {first.stream_name}\n"
                       f"mean over seeds {seeds}", score)
 
 
@@ -312,7 +312,7 @@ def _view(obj: RunRecord | MatrixView, score: str) -> MatrixView:
     if isinstance(obj, MatrixView):
         return obj
     return MatrixView(obj.matrix(score), obj.domains, obj.trained,
-                      f"{obj.method} / {obj.backbone} / {obj.stream_name}\nseed {obj.seed}", score)
+                      f"{obj.method_label} / {obj.backbone} / {obj.stream_name}\nseed {obj.seed}", score)
 
 
 def plot_matrix(record_or_mean: RunRecord | MatrixView, metric: str = "iou",
@@ -363,7 +363,7 @@ def write_heatmaps(records: Sequence[RunRecord], out_dir: str | Path,
     groups: dict[tuple, list[RunRecord]] = {}
     for r in records:
         if metric in r.matrices:
-            groups.setdefault((r.method, r.backbone, r.stream_name), []).append(r)
+            groups.setdefault((r.method_label, r.backbone, r.stream_name), []).append(r)
     paths = []
     for key, recs in groups.items():
         stem = "__".join(safe_name(k) for k in key)

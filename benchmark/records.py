@@ -88,6 +88,13 @@ class RunRecord:
 
     # -- views -------------------------------------------------------------------------------
     @property
+    def method_label(self) -> str:
+        """The method's name in tables, tagged with a precision other than fp32 ("samcl [bf16]"),
+        so that bf16 runs are never averaged with fp32 runs as if they were more seeds."""
+        precision = (self.config or {}).get("precision") or "fp32"
+        return self.method if precision == "fp32" else f"{self.method} [{precision}]"
+
+    @property
     def trained(self) -> int:
         return int(self.stream["trained"])
 

@@ -118,3 +118,15 @@ def test_report_main(records, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert report_main([str(tmp_path / "empty")], str(out)) == 1          # no records
     assert render_terminal([]) == "(no run records)"
+
+
+def test_bf16_runs_are_their_own_rows(records, tmp_path):
+    """A bf16 record of a method is not averaged with its fp32 records as another seed."""
+    bf16 = record("samcl", 1, [[0.4, 0.3, 0.6], [0.5, 0.3, 0.6], [0.5, 0.5, 0.6]], 2 ** 20, [1.0, 1.0])
+    bf16.config = {"precision": "bf16"}
+    frame = leaderboard_frame(records + [bf16])
+    assert list(frame["method"]) == ["samcl", "finetune_decoder", "samcl [bf16]"]
+    assert frame.set_index("method").loc["samcl", "seeds"] == 1
+    assert frame.set_index("method").loc["samcl", "AA_iou_mean"] == pytest.approx(0.9)
+    assert "samcl [bf16]" in set(per_domain_frame(records + [bf16])["method"])
+    assert len(write_heatmaps(records + [bf16], tmp_path)) == 3
