@@ -7,6 +7,7 @@ pixels; storage is MB = 2**20 bytes. Renderers: terminal (tabulate "simple"), ma
 """
 from __future__ import annotations
 
+import json
 import math
 import sys
 import textwrap
@@ -95,12 +96,34 @@ def _train_time(timing: dict) -> float:
     return _number(train)
 
 
+def table_labels(records: Sequence[RunRecord]) -> list[str]:
+    """The name each record is tabled under: the method, tagged with a precision other than fp32
+    and with the hyper-parameters that differ between records of the same method, backbone and
+    stream (``lora [rank=4]`` beside ``lora [rank=10]``), so that different settings are never
+    averaged as if they were more seeds."""
+    groups: dict[tuple, list[int]] = {}
+    for i, r in enumerate(records):
+        groups.setdefault((r.method_label, r.backbone, r.stream_name), []).append(i)
+    labels = [r.method_label for r in records]
+    for members in groups.values():
+        settings = [records[i].hparams or {} for i in members]
+        names = sorted({k for s in settings for k in s})
+        differing = [k for k in names if len({json.dumps(s.get(k), sort_keys=True, default=str)
+                                              for s in settings}) > 1]
+        for i, s in zip(members, settings):
+            if differing:
+                tags = ", ".join(f"{k}={s.get(k)}" for k in differing)
+                labels[i] = (labels[i][:-1] + f", {tags}]" if labels[i].endswith("]")
+                             else f"{labels[i]} [{tags}]")
+    return labels
+
+
 def leaderboard_frame(records: Sequence[RunRecord]) -> pd.DataFrame:
-    """Numbers (unscaled): method, backbone, stream, seeds, then ``<key>_mean`` / ``<key>_std``
-    per column; sorted by AA mIoU descending."""
+    """Numbers (unscaled): method (``table_labels``), backbone, stream, seeds, then
+    ``<key>_mean`` / ``<key>_std`` per column; sorted by AA mIoU descending."""
     rows = []
-    for r in records:
-        rows.append({"method": r.method_label, "backbone": r.backbone, "stream": r.stream_name,
+    for r, label in zip(records, table_labels(records)):
+        rows.append({"method": label, "backbone": r.backbone, "stream": r.stream_name,
                      "seed": r.seed, **summarize_record(r)})
     keys = [c.key for c in COLUMNS]
     if not rows:
@@ -172,11 +195,11 @@ def per_domain_frame(records: Sequence[RunRecord], score: str = "iou") -> pd.Dat
     """Final score (row T) per domain, mean over seeds, in display units (x100 for IoU/Dice);
     rows are (method, backbone, stream), evaluation-only domains are suffixed " (eval)"."""
     rows, order = [], {}
-    for r in records:
+    for r, method in zip(records, table_labels(records)):
         if score not in r.matrices:
             continue
         final = r.matrix(score)[r.trained]
-        row = {"method": r.method_label, "backbone": r.backbone, "stream": r.stream_name}
+        row = {"method": method, "backbone": r.backbone, "stream": r.stream_name}
         for j, name in enumerate(r.domains):
             label = name if j < r.trained else f"{name} (eval)"
             order.setdefault(label, None)
@@ -292,8 +315,10 @@ class MatrixView:
     score: str = "iou"
 
 
-def mean_matrix(records: Sequence[RunRecord], score: str = "iou") -> MatrixView:
-    """Element-wise mean over records that share the same domain order."""
+def mean_matrix(records: Sequence[RunRecord], score: str = "iou",
+                label: str | None = None) -> MatrixView:
+    """Element-wise mean over records that share the same domain order (``label``: the method's
+    name in the title, default ``method_label``)."""
     if not records:
         raise ValueError("mean_matrix needs at least one record")
     first = records[0]
@@ -304,7 +329,7 @@ def mean_matrix(records: Sequence[RunRecord], score: str = "iou") -> MatrixView:
     stacked = np.stack([r.matrix(score) for r in records])
     seeds = ", ".join(str(r.seed) for r in records)
     return MatrixView(stacked.mean(axis=0), first.domains, first.trained,
-                      f"{first.method_label} / {first.backbone} / {first.stream_name}\n"
+                      f"{label or first.method_label} / {first.backbone} / {first.stream_name}\n"
                       f"mean over seeds {seeds}", score)
 
 
@@ -361,14 +386,14 @@ def write_heatmaps(records: Sequence[RunRecord], out_dir: str | Path,
     """One heatmap per (method, backbone, stream): the mean over seeds when their domain orders
     agree, else one per seed."""
     groups: dict[tuple, list[RunRecord]] = {}
-    for r in records:
+    for r, label in zip(records, table_labels(records)):
         if metric in r.matrices:
-            groups.setdefault((r.method_label, r.backbone, r.stream_name), []).append(r)
+            groups.setdefault((label, r.backbone, r.stream_name), []).append(r)
     paths = []
     for key, recs in groups.items():
         stem = "__".join(safe_name(k) for k in key)
         try:
-            views = [mean_matrix(sorted(recs, key=lambda r: r.seed), metric)]
+            views = [mean_matrix(sorted(recs, key=lambda r: r.seed), metric, label=key[0])]
             names = [f"{stem}__{metric}.png"]
         except ValueError:
             views = recs

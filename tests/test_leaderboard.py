@@ -130,3 +130,21 @@ def test_bf16_runs_are_their_own_rows(records, tmp_path):
     assert frame.set_index("method").loc["samcl", "AA_iou_mean"] == pytest.approx(0.9)
     assert "samcl [bf16]" in set(per_domain_frame(records + [bf16])["method"])
     assert len(write_heatmaps(records + [bf16], tmp_path)) == 3
+
+
+def test_runs_with_other_hyper_parameters_are_their_own_rows(records, tmp_path):
+    """Records of one method whose hyper-parameters differ are tabled apart, tagged with the
+    differing values; the same settings over two seeds stay one row."""
+    for r in records:
+        r.hparams = {"lr": 1e-4, "rank": 10}
+    ablation = record("samcl", 0, [[0.4, 0.3, 0.6], [0.6, 0.3, 0.6], [0.6, 0.6, 0.6]], 2 ** 20, [1.0, 1.0])
+    ablation.hparams = {"lr": 1e-4, "rank": 4}
+    bf16 = record("samcl", 0, [[0.4, 0.3, 0.6], [0.5, 0.3, 0.6], [0.5, 0.5, 0.6]], 2 ** 20, [1.0, 1.0])
+    bf16.hparams, bf16.config = {"lr": 1e-4, "rank": 4}, {"precision": "bf16"}
+    frame = leaderboard_frame(records + [ablation, bf16]).set_index("method")
+    assert set(frame.index) == {"finetune_decoder", "samcl [rank=10]", "samcl [rank=4]", "samcl [bf16]"}
+    assert frame.loc["finetune_decoder", "seeds"] == 2
+    assert frame.loc["samcl [rank=4]", "AA_iou_mean"] == pytest.approx(0.6)
+    assert {p.name for p in write_heatmaps(records + [ablation], tmp_path)} == {
+        "finetune_decoder__sam_small__synthetic__iou.png", "samcl-rank-10__sam_small__synthetic__iou.png",
+        "samcl-rank-4__sam_small__synthetic__iou.png"}
