@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU checks of docs/scaling.md in one go (about 5 minutes on one H100):
+# The GPU checks of docs/scaling.md in one go (estimated 5-6 minutes on one H100; not yet run there):
 #   1. the CUDA tests: bf16 / channels-last records against fp32, torchrun with nccl;
 #   2. SAMCL at 1024 px (SAM ViT-B, random weights): training step and routed prediction,
 #      fp32 / bf16 / bf16 + channels-last at batch 1, bf16 at batch 8 (scripts/bench_samcl_speed.py);
