@@ -214,7 +214,8 @@ def cmd_list(args) -> int:
     print("methods:")
     for name in list_methods():
         cls = get_method(name)
-        doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+        doc = (cls.__doc__ or sys.modules[cls.__module__].__doc__ or "").strip()
+        doc = doc.splitlines()[0] if doc else ""  # a class without a docstring: its module's
         print(f"  {name:<18s} tap={cls.tap:<8s} {doc}")
     print("backbones:\n  " + "\n  ".join(list_backbones()))
     print("built-in streams:\n  " + "\n  ".join(available_streams()))

@@ -72,3 +72,5 @@ def test_list_shows_methods_and_backbones(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     assert "finetune_decoder" in out and "sam_vit_b" in out and "synthetic" in out
+    methods = out.split("methods:\n")[1].split("backbones:")[0].splitlines()
+    assert len(methods) >= 13 and all(len(line.split(None, 2)) == 3 for line in methods)  # described

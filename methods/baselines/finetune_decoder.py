@@ -11,6 +11,8 @@ def mask_decoder_of(backbone):
 
 @register_method("finetune_decoder")
 class FinetuneDecoder(SAMStrategy):
+    """Sequential fine-tuning of SAM's mask decoder, one domain after another (forgetting baseline)."""
+
     tap = "neck"
     defaults = {"lr": 1e-4}
 

@@ -13,6 +13,8 @@ from methods.registry import register_method
 
 @register_method("joint")
 class Joint(LoRA):
+    """The lora adapter trained on the union of the domains so far (upper bound of the LoRA methods)."""
+
     def build(self) -> None:
         super().build()
         self._seen_dataset = None

@@ -5,5 +5,7 @@ from methods.template import SAMStrategy
 
 @register_method("zero_shot")
 class ZeroShot(SAMStrategy):
+    """Frozen SAM, no training: the zero-shot reference row of every benchmark."""
+
     tap = "neck"
     defaults = {"epochs": 0}

@@ -26,6 +26,8 @@ from methods.template import SAMStrategy
 
 @register_method("samcl")
 class SAMCL(SAMStrategy):
+    """SAMCL: one AugModule per domain in the encoder, chosen per image by the Module Selector."""
+
     tap = "block6"
     routing = "selector"
     defaults = {
