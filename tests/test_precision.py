@@ -107,3 +107,19 @@ def test_bf16_without_native_support_warns(tmp_path, monkeypatch):
     args = tiny_run_args(tmp_path, "zero_shot", tmp_path / "out", domains="[polyp]")
     with pytest.warns(UserWarning, match="no native bf16"):
         assert main(args + ["--set", "precision=bf16"]) == 0
+
+
+@pytest.mark.slow
+def test_sam2_bf16_channels_last_run_at_1024(tmp_path):
+    """SAM2.1 Hiera-T (random weights, 1024 px) trains and routes SAMCL under bf16 autocast with
+    channels-last tensors: the SAM2 side of the GPU path, on whatever device there is."""
+    args = tiny_run_args(tmp_path, "samcl", tmp_path / "out", domains="[polyp,shadow]")
+    args += ["--backbone", "sam2.1_hiera_t", "--device", "cuda" if torch.cuda.is_available() else "cpu",
+             "--set", "stream_overrides.image_size=1024", "--set", "stream_overrides.synthetic.train_per_domain=2",
+             "--set", "stream_overrides.synthetic.test_per_domain=1", "--set", "hparams.epochs=1",
+             "--set", "precision=bf16", "--set", "channels_last=true"]
+    assert main(args) == 0
+    record = json.loads(next((tmp_path / "out").glob("*.json")).read_text())
+    iou = np.array(record["matrices"]["iou"], dtype=float)
+    assert iou.shape == (3, 3) and np.isfinite(iou).all()
+    assert record["config"]["precision"] == "bf16" and record["backbone"] == "sam2.1_hiera_t"
