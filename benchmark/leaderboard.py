@@ -20,7 +20,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from .metrics import SCORE_HIGHER_IS_BETTER, metric_direction, summarize
-from .records import RunRecord, load_records, safe_name
+from .records import RunRecord, load_records, safe_name, tagged_name
 from .storage import StorageLedger
 
 ARROW = {"higher": "↑", "lower": "↓"}
@@ -110,11 +110,11 @@ def table_labels(records: Sequence[RunRecord]) -> list[str]:
         names = sorted({k for s in settings for k in s})
         differing = [k for k in names if len({json.dumps(s.get(k), sort_keys=True, default=str)
                                               for s in settings}) > 1]
+        if not differing:
+            continue
         for i, s in zip(members, settings):
-            if differing:
-                tags = ", ".join(f"{k}={s.get(k)}" for k in differing)
-                labels[i] = (labels[i][:-1] + f", {tags}]" if labels[i].endswith("]")
-                             else f"{labels[i]} [{tags}]")
+            labels[i] = tagged_name(records[i].method, records[i].precision_tags
+                                    + [f"{k}={s.get(k)}" for k in differing])
     return labels
 
 

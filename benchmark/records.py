@@ -88,11 +88,16 @@ class RunRecord:
 
     # -- views -------------------------------------------------------------------------------
     @property
+    def precision_tags(self) -> list[str]:
+        """``["bf16"]`` for a run with a precision other than fp32, else ``[]``."""
+        precision = (self.config or {}).get("precision") or "fp32"
+        return [] if precision == "fp32" else [str(precision)]
+
+    @property
     def method_label(self) -> str:
         """The method's name in tables, tagged with a precision other than fp32 ("samcl [bf16]"),
         so that bf16 runs are never averaged with fp32 runs as if they were more seeds."""
-        precision = (self.config or {}).get("precision") or "fp32"
-        return self.method if precision == "fp32" else f"{self.method} [{precision}]"
+        return tagged_name(self.method, self.precision_tags)
 
     @property
     def trained(self) -> int:
@@ -325,6 +330,12 @@ def _none_to_nan(obj):
     if isinstance(obj, list):
         return [_none_to_nan(v) for v in obj]
     return obj
+
+
+def tagged_name(name: str, tags: Iterable[str]) -> str:
+    """``name [tag, tag]``, or ``name`` alone without tags."""
+    tags = list(tags)
+    return f"{name} [{', '.join(tags)}]" if tags else name
 
 
 def safe_name(text: str) -> str:

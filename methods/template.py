@@ -33,6 +33,7 @@ from torch.utils.data import DataLoader, Sampler
 from avalanche.training.plugins import EvaluationPlugin
 from avalanche.training.templates import SupervisedTemplate
 
+from benchmark import distributed
 from benchmark.storage import module_bytes
 from methods.losses import sam_loss
 from scenarios.stream import to_device
@@ -44,13 +45,6 @@ def _channels_last(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _channels_last(v) for k, v in value.items()}
     return value
-
-
-def _world() -> tuple:
-    """(rank, world size) of the process group, (0, 1) when not distributed."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
 
 
 class _PartsForward(nn.Module):
@@ -276,7 +270,7 @@ class SAMStrategy(SupervisedTemplate):
     # ------------------------------------------------------------------ precision
     @property
     def world_size(self) -> int:
-        return _world()[1]
+        return distributed.world_size()
 
     def enable_precision(self, precision: str = "fp32", channels_last: bool = False) -> None:
         """bf16 autocast for training forward passes and ``predict`` (whose logits come back as
@@ -344,7 +338,7 @@ class SAMStrategy(SupervisedTemplate):
                               persistent_workers=False, drop_last=False, **kwargs):
         """A plain shuffled loader (Avalanche's task-balanced loader would oversample domains)."""
         loader_seed = self.seed * 1000 + max(self.domain_index, 0)
-        rank, world = _world()
+        rank, world = distributed.rank(), distributed.world_size()
         if world > 1:  # this process's slice of every global batch (see GlobalBatchShardSampler)
             sampler = GlobalBatchShardSampler(len(self.adapted_dataset), self.train_mb_size,
                                               loader_seed, rank, world, shuffle=shuffle)
@@ -388,8 +382,7 @@ class SAMStrategy(SupervisedTemplate):
     def _wrap_ddp(self) -> None:
         """Under torchrun, wrap the trainable parts in DDP afresh for each domain (parts may grow)."""
         self._ddp = None
-        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
-        if distributed and any(True for _ in self.trainable_parameters()):
+        if distributed.is_distributed() and any(True for _ in self.trainable_parameters()):
             from torch.nn.parallel import DistributedDataParallel
 
             ids = [self.device.index or 0] if self.device.type == "cuda" else None

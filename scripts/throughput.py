@@ -17,23 +17,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def rows_of(folders: list[str]) -> list[dict]:
+    from benchmark.leaderboard import dedup_records
     from benchmark.records import load_records
 
     rows = []
-    for record in load_records(folders):
+    for record in dedup_records(load_records(folders)):  # a run in several folders counts once
         t = record.timing
         if "train_images" not in t:
             print(f"warning: skipping {record.method} seed {record.seed}: its record has no image "
                   "counts (written before timing.train_images existed)", file=sys.stderr)
             continue
-        train_s, eval_s = float(sum(t["train"])), float(sum(t["eval"]))
+        train_s, eval_s, trained = float(t["train_total"]), float(sum(t["eval"])), sum(t["train_images"])
         rows.append({
             "method": record.method, "backbone": record.backbone, "device": record.device,
             "precision": record.config.get("precision", "fp32"),
             "channels_last": bool(record.config.get("channels_last", False)),
             "world": int(record.extra.get("world_size", 1)),
-            "train img/s": (sum(t["train_images"]) / train_s  # NaN for a method that does not train
-                            if train_s > 0 and sum(t["train_images"]) else float("nan")),
+            "train img/s": trained / train_s if train_s > 0 and trained else float("nan"),  # NaN: no training
             "eval img/s": t["eval_images"] * len(t["eval"]) / eval_s if eval_s > 0 else float("nan"),
             "train s": train_s, "eval s": eval_s, "cache s": float(t.get("cache_build", 0.0)),
         })
