@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# The GPU checks of docs/scaling.md in one go (estimated 5-6 minutes on one H100; not yet run there):
-#   1. the CUDA tests: bf16 / channels-last records against fp32, torchrun with nccl;
-#   2. SAMCL at 1024 px (SAM ViT-B, random weights): training step and routed prediction,
-#      fp32 / bf16 / bf16 + channels-last at batch 1, bf16 at batch 8 (scripts/bench_samcl_speed.py);
-#   3. the full-size path end to end on the sample fixtures (SAM ViT-B at 1024 px, random weights,
-#      each sample domain's test images also used for training), fp32 and bf16, with images per
-#      second of training and evaluation (scripts/throughput.py).
+# The GPU checks of docs/scaling.md in one go (about 5 minutes on one GPU):
+#   1. the full-size path end to end on the sample fixtures (each sample domain's test images,
+#      repeated REPEAT times under new names by scripts/repeat_samples.py, also used for training):
+#      SAM ViT-B and SAM2.1 Hiera-T at 1024 px with random weights, fp32 and bf16, then images per
+#      second of training and evaluation (scripts/throughput.py on OUT_DIR/records);
+#   2. the CUDA tests: bf16 / channels-last records against fp32, SAM2.1 at 1024 in bf16 +
+#      channels-last, torchrun with nccl;
+#   3. SAMCL at 1024 px (SAM ViT-B, random weights): training step and routed prediction,
+#      fp32 / bf16 / bf16 + channels-last at batch 1, bf16 at batch 8 (scripts/bench_samcl_speed.py).
 #
 #   bash scripts/device_check.sh OUT_DIR [SAMPLES_DIR]
 #
@@ -13,16 +15,19 @@
 # ../shared/fixtures/samcl_samples). PY (default python3) must import the project's requirements;
 # where they are missing and pip cannot reach an index, make wheels with
 # scripts/fetch_device_wheels.sh, carry .whl/ and set WHEELS=.whl. DEVICE (default cuda),
-# BACKBONE (default sam_vit_b), EPOCHS (default 10) and SKIP_SPEED=1 (step 2 times SAM ViT-B,
-# minutes on a CPU) exist for dry runs on a CPU (DEVICE=cpu BACKBONE=sam_small SKIP_SPEED=1 ...). Each step's output goes to OUT_DIR/<step>.log; a failing step
-# does not stop the others, and the exit status is the number of failed steps.
+# BACKBONES (default "sam_vit_b sam2.1_hiera_t"), EPOCHS (default 5), REPEAT (default 8) and
+# SKIP_SPEED=1 (step 3 times SAM ViT-B, minutes on a CPU) exist for dry runs on a CPU
+# (DEVICE=cpu BACKBONES=sam_small REPEAT=1 SKIP_SPEED=1 ...). Each step's output goes to
+# OUT_DIR/<step>.log; a failing step does not stop the others, and the exit status is the number
+# of failed steps.
 set -uo pipefail
 OUT=${1:?usage: bash scripts/device_check.sh OUT_DIR [SAMPLES_DIR]}
 SAMPLES=$(realpath "${2:-../shared/fixtures/samcl_samples}")
 PY=${PY:-python3}
 DEVICE=${DEVICE:-cuda}
-BACKBONE=${BACKBONE:-sam_vit_b}
-EPOCHS=${EPOCHS:-10}
+BACKBONES=${BACKBONES:-sam_vit_b sam2.1_hiera_t}
+EPOCHS=${EPOCHS:-5}
+REPEAT=${REPEAT:-8}
 export PYTHONUNBUFFERED=1
 mkdir -p "$OUT"
 OUT=$(realpath "$OUT")
@@ -53,32 +58,41 @@ step env bash -c "nvidia-smi -L 2>/dev/null; $PY -c 'import sys, torch, segment_
 print(sys.version.split()[0], \"torch\", torch.__version__, \"cuda\", torch.version.cuda, \
 torch.cuda.get_device_name(0) if torch.cuda.is_available() else \"no GPU\")'"
 
-step tests "$PY" -m pytest -q -p no:cacheprovider tests/test_precision.py tests/test_distributed.py
+# The samples with each image repeated REPEAT times under new names, so that an epoch holds enough
+# batches for a rate.
+SAMPLE_COPY="$OUT/samples"
+rm -rf "$SAMPLE_COPY"
+"$PY" scripts/repeat_samples.py "$SAMPLES" "$SAMPLE_COPY" "$REPEAT" || exit 97
+
+for BACKBONE in $BACKBONES; do
+  STREAM="$OUT/samples_stream_$BACKBONE.yaml"
+  SIZE=$([ "$BACKBONE" = sam_small ] && echo 256 || echo 1024)
+  cat > "$STREAM" <<EOF
+# The sample fixtures (each image x$REPEAT) as a 2-domain stream; the test images double as training images (timing only).
+name: samples
+image_size: $SIZE
+prompts: {num_points: 3, seed: 1234}
+domains:
+  - {name: Kvasir, root: $SAMPLE_COPY/Kvasir, train: test}
+  - {name: ISIC, root: $SAMPLE_COPY/ISIC, train: test}
+EOF
+  for precision in fp32 bf16; do
+    step "full_${BACKBONE}_$precision" "$PY" run_benchmark.py --stream "$STREAM" --backbone "$BACKBONE" \
+        --checkpoint none --device "$DEVICE" --methods samcl,lora,finetune_decoder \
+        --output "$OUT/records" --set cache_dir="$OUT/cache" --set hparams.epochs="$EPOCHS" \
+        --set hparams.batch_size=4 --set precision=$precision --no-progress --no-report
+  done
+done
+step throughput "$PY" scripts/throughput.py "$OUT/records" --markdown
+
+step tests "$PY" -m pytest -q -p no:cacheprovider tests/test_precision.py tests/test_distributed.py \
+    -k "cuda or sam2 or nccl"
 
 for opts in "" "--precision bf16" "--precision bf16 --channels-last" "--precision bf16 --batch-size 8"; do
   [ -z "${SKIP_SPEED:-}" ] || break
   tag=$(echo "speed $opts" | tr -s ' -' '_' | sed 's/_$//')
   step "$tag" "$PY" scripts/bench_samcl_speed.py --device "$DEVICE" --iters 20 $opts
 done
-
-STREAM="$OUT/samples_stream.yaml"
-SIZE=$([ "$BACKBONE" = sam_small ] && echo 256 || echo 1024)
-cat > "$STREAM" <<EOF
-# The sample fixtures as a 2-domain stream; the test images double as training images (timing only).
-name: samples
-image_size: $SIZE
-prompts: {num_points: 3, seed: 1234}
-domains:
-  - {name: Kvasir, root: $SAMPLES/Kvasir, train: test}
-  - {name: ISIC, root: $SAMPLES/ISIC, train: test}
-EOF
-for precision in fp32 bf16; do
-  step "full_$precision" "$PY" run_benchmark.py --stream "$STREAM" --backbone "$BACKBONE" \
-      --checkpoint none --device "$DEVICE" --methods samcl,lora,finetune_decoder \
-      --output "$OUT/records" --set cache_dir="$OUT/cache" --set hparams.epochs="$EPOCHS" \
-      --set hparams.batch_size=4 --set precision=$precision --no-progress --no-report
-done
-step throughput "$PY" scripts/throughput.py "$OUT/records" --markdown
-rm -rf "$OUT/cache"
+rm -rf "$OUT/cache" "$SAMPLE_COPY"
 echo "== $failed step(s) failed; logs in $OUT"
 exit $failed

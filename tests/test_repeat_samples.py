@@ -1,0 +1,56 @@
+"""scripts/repeat_samples.py: a folder-format split with each image repeated under new names."""
+import importlib.util
+import json
+
+import numpy as np
+from PIL import Image
+
+from scenarios.folder import FolderSegmentationDataset
+from test_resume import REPO
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("repeat_samples", REPO / "scripts" / "repeat_samples.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _split(root, names):
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for k, name in enumerate(names):
+        Image.fromarray(np.full((32, 32, 3), 40 * k, np.uint8)).save(root / "images" / f"{name}.jpg")
+        mask = np.zeros((32, 32), np.uint8)
+        mask[4:20, 4 + k:20 + k] = 255
+        Image.fromarray(mask).save(root / "masks" / f"{name}.png")
+    points = {f"{names[0]}.png": [[[100.0, 200.0], [300.0, 300.0]], [1, 1]]}
+    (root / "masks" / "points.json").write_text(json.dumps(points))
+
+
+def test_each_image_mask_and_points_entry_is_repeated(tmp_path, capsys):
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    _split(src / "A" / "test", ["a0", "a1"])
+    _split(src / "B" / "test", ["b0"])
+    assert _script().main([str(src), str(dst), "3", "--domains", "A", "B"]) == 0
+    assert "A/test: 6 images" in capsys.readouterr().out
+    names = sorted(p.name for p in (dst / "A" / "test" / "images").iterdir())
+    assert names == [f"a{i}_r{k}.jpg" for i in range(2) for k in range(3)]
+    assert (dst / "A" / "test" / "masks" / "a1_r2.png").read_bytes() == \
+        (src / "A" / "test" / "masks" / "a1.png").read_bytes()
+    points = json.loads((dst / "A" / "test" / "masks" / "points.json").read_text())
+    assert sorted(points) == ["a0_r0.png", "a0_r1.png", "a0_r2.png"]  # a1 had no stored points
+    ds = FolderSegmentationDataset(dst / "A", "test", image_size=32, domain_index=0, num_points=2)
+    assert len(ds) == 6
+    assert np.allclose(ds.load_target(0)["points"].numpy(), np.array([[100, 200], [300, 300]]) * 32 / 1024)
+
+
+def test_bad_arguments_are_one_line_errors(tmp_path, capsys):
+    script = _script()
+    _split(tmp_path / "src" / "A" / "test", ["a0"])
+    assert script.main([str(tmp_path / "src"), str(tmp_path / "out"), "0", "--domains", "A"]) == 2
+    assert script.main([str(tmp_path / "src"), str(tmp_path / "src"), "2", "--domains", "A"]) == 2
+    assert script.main([str(tmp_path / "src"), str(tmp_path / "out"), "2", "--domains", "Z"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 3 and all(line.startswith("error:") for line in err)
+    assert "Z/test" in err[2]
