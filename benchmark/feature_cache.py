@@ -51,10 +51,11 @@ def cache_key(backbone, dataset, tap: str, dtype: str) -> str:
 class CachedFeatureDataset(Dataset):
     """A view of a folder dataset that serves cached ``features`` instead of ``image``."""
 
-    def __init__(self, base, arrays: Dict[str, np.ndarray], tap: str):
+    def __init__(self, base, arrays: Dict[str, np.ndarray], tap: str, entry: Optional[Path] = None):
         self.base = base
         self.arrays = arrays
         self.tap = tap
+        self.entry = entry  # the cache entry the arrays were opened from (for pickling)
         n = len(base)
         for name, arr in arrays.items():
             if arr.shape[0] != n:
@@ -70,9 +71,24 @@ class CachedFeatureDataset(Dataset):
                             for name, arr in self.arrays.items()}
         return item
 
+    def __getstate__(self) -> Dict[str, Any]:
+        # A memory map pickles as a full copy of its data: DataLoader workers started by spawn or
+        # forkserver get the entry's path instead and map the files themselves.
+        state = dict(self.__dict__)
+        if self.entry is not None:
+            state["arrays"] = sorted(self.arrays)
+        return state
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        arrays = state["arrays"]
+        if isinstance(arrays, list):
+            state["arrays"] = {name: np.load(state["entry"] / f"{name}.npy", mmap_mode="r")
+                               for name in arrays}
+        self.__dict__.update(state)
+
     def __getattr__(self, name: str):
         # Delegate dataset metadata (names, domain_name, files, ...) to the folder dataset.
-        if name in {"base", "arrays", "tap"}:
+        if name in {"base", "arrays", "tap", "entry"}:
             raise AttributeError(name)
         return getattr(self.base, name)
 
@@ -99,7 +115,7 @@ class FeatureCache:
         entry = self.entry_dir(backbone, dataset, tap)
         if not (entry / "meta.json").is_file():
             self._build(backbone, dataset, tap, entry)
-        return CachedFeatureDataset(dataset, self._open(entry), tap)
+        return CachedFeatureDataset(dataset, self._open(entry), tap, entry)
 
     def _open(self, entry: Path) -> Dict[str, np.ndarray]:
         meta = json.loads((entry / "meta.json").read_text())

@@ -336,7 +336,9 @@ class SAMStrategy(SupervisedTemplate):
 
     def make_train_dataloader(self, num_workers=0, shuffle=True, pin_memory=None,
                               persistent_workers=False, drop_last=False, **kwargs):
-        """A plain shuffled loader (Avalanche's task-balanced loader would oversample domains)."""
+        """A plain shuffled loader (Avalanche's task-balanced loader would oversample domains).
+        ``persistent_workers`` is ignored: a persistent worker pool skips the per-epoch seed draw
+        from ``generator``, so its shuffles would differ from a run that loads inline."""
         loader_seed = self.seed * 1000 + max(self.domain_index, 0)
         rank, world = distributed.rank(), distributed.world_size()
         if world > 1:  # this process's slice of every global batch (see GlobalBatchShardSampler)

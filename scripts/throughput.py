@@ -33,6 +33,7 @@ def rows_of(folders: list[str]) -> list[dict]:
             "precision": record.config.get("precision", "fp32"),
             "channels_last": bool(record.config.get("channels_last", False)),
             "world": int(record.extra.get("world_size", 1)),
+            "workers": int(record.config.get("num_workers", 0)),
             "train img/s": trained / train_s if train_s > 0 and trained else float("nan"),  # NaN: no training
             "eval img/s": t["eval_images"] * len(t["eval"]) / eval_s if eval_s > 0 else float("nan"),
             "train s": train_s, "eval s": eval_s, "cache s": float(t.get("cache_build", 0.0)),
@@ -55,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     if not rows:
         print(f"error: no run records with image counts in {', '.join(args.results)}", file=sys.stderr)
         return 2
-    table = pd.DataFrame(rows).sort_values(["backbone", "method", "precision", "channels_last"])
+    table = pd.DataFrame(rows).sort_values(["backbone", "method", "precision", "channels_last", "workers"])
     for column in ("train img/s", "eval img/s"):  # 3 significant digits: CPU rates are below 1
         table[column] = table[column].map(lambda v: f"{v:.3g}")
     for column in ("train s", "eval s", "cache s"):

@@ -31,7 +31,19 @@ def test_tensorboard_scalars(tmp_path):
 
 
 def test_bad_scale_out_fields_are_one_line_errors(tmp_path, capsys):
-    for bad in ("precision=fp16", "channels_last=maybe", "resume=2"):
+    for bad in ("precision=fp16", "channels_last=maybe", "resume=2", "num_workers=-1"):
         assert main(tiny_run_args(tmp_path, "zero_shot", tmp_path / "out") + ["--set", bad]) == 2
         err = capsys.readouterr().err
         assert err.startswith("error:") and bad.split("=")[0] in err
+
+
+def test_loader_workers_do_not_change_the_record(tmp_path):
+    """num_workers only moves loading into other processes: the same record as loading inline."""
+    records = []
+    for workers in (0, 2):
+        out = tmp_path / f"w{workers}"
+        args = tiny_run_args(tmp_path, "samcl", out, domains="[polyp,shadow]")
+        assert main(args + ["--set", f"num_workers={workers}"]) == 0
+        records.append(json.loads(next(out.glob("*.json")).read_text()))
+    assert comparable(records[0]) == comparable(records[1])
+    assert [r["config"]["num_workers"] for r in records] == [0, 2]

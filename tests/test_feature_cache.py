@@ -94,3 +94,35 @@ def test_training_from_cache_equals_training_from_images(backbone, dataset, tmp_
     # and training did change the decoder
     base = {f"mask_decoder.{k}": v for k, v in backbone.sam.mask_decoder.state_dict().items()}
     assert any(not torch.equal(base[k], live[k]) for k in live)
+
+
+def test_a_cached_view_pickles_as_its_entry_path(backbone, dataset, tmp_path):
+    """DataLoader workers started by spawn/forkserver get the view pickled: it must carry the
+    entry's path, not a copy of the memory-mapped features."""
+    import pickle
+
+    view = FeatureCache(tmp_path / "cache", progress=False).view(backbone, dataset, "block6")
+    features_bytes = sum(a.nbytes for a in view.arrays.values())
+    data = pickle.dumps(view)
+    assert len(data) < features_bytes / 4
+    copy = pickle.loads(data)
+    assert copy.entry == view.entry and copy.domain_name == view.domain_name
+    assert torch.equal(copy[2]["features"]["tokens"], view[2]["features"]["tokens"])
+    assert torch.equal(copy[2]["mask"], view[2]["mask"])
+
+
+def test_loader_workers_give_the_same_batches(backbone, dataset, tmp_path):
+    import multiprocessing
+
+    from torch.utils.data import DataLoader
+
+    from scenarios.stream import collate_samples
+
+    view = FeatureCache(tmp_path / "cache", progress=False).view(backbone, dataset, "block6")
+    plain = list(DataLoader(view, batch_size=2, collate_fn=collate_samples))
+    spawned = list(DataLoader(view, batch_size=2, collate_fn=collate_samples, num_workers=2,
+                              multiprocessing_context=multiprocessing.get_context("spawn")))
+    assert len(plain) == len(spawned) == 3
+    for a, b in zip(plain, spawned):
+        assert torch.equal(a["features"]["tokens"], b["features"]["tokens"])
+        assert torch.equal(a["mask"], b["mask"]) and torch.equal(a["index"], b["index"])

@@ -26,7 +26,7 @@ def test_images_per_second_from_a_record(tmp_path, capsys):
     (row,) = throughput.rows_of([str(out)])
     assert math.isclose(row["train img/s"], 16 / sum(timing["train"]))
     assert math.isclose(row["eval img/s"], 6 * 3 / sum(timing["eval"]))  # 3 rows: zero-shot + 2
-    assert row["precision"] == "fp32" and row["world"] == 1
+    assert row["precision"] == "fp32" and row["world"] == 1 and row["workers"] == 0
     assert throughput.main([str(out), "--markdown"]) == 0
     assert "| finetune_decoder" in capsys.readouterr().out
 
