@@ -22,20 +22,13 @@ OUT=$(realpath "$OUT")
 cd "$(dirname "$0")/.."
 
 rm -rf "$OUT/samples"
-"$PY" scripts/repeat_samples.py "$SAMPLES" "$OUT/samples" "$REPEAT"
+"$PY" scripts/repeat_samples.py "$SAMPLES" "$OUT/samples" "$REPEAT" --stream "$OUT/stream.yaml"
 SIZE=$([ "$BACKBONE" = sam_small ] && echo 256 || echo 1024)
-cat > "$OUT/stream.yaml" <<EOF
-name: samples
-image_size: $SIZE
-prompts: {num_points: 3, seed: 1234}
-domains:
-  - {name: Kvasir, root: $OUT/samples/Kvasir, train: test}
-  - {name: ISIC, root: $OUT/samples/ISIC, train: test}
-EOF
 for case in "fp32 0" "fp32 4" "bf16 4"; do
   set -- $case
   echo "== precision $1, num_workers $2"
-  "$PY" run_benchmark.py --stream "$OUT/stream.yaml" --backbone "$BACKBONE" --checkpoint none \
+  "$PY" run_benchmark.py --stream "$OUT/stream.yaml" --set stream_overrides.image_size="$SIZE" \
+      --backbone "$BACKBONE" --checkpoint none \
       --device "$DEVICE" --methods samcl,lora --output "$OUT/records_$1_workers_$2" \
       --set cache_dir="$OUT/cache" --set hparams.epochs="$EPOCHS" --set hparams.batch_size=4 \
       --set precision="$1" --set num_workers="$2" --no-progress --no-report

@@ -61,23 +61,15 @@ torch.cuda.get_device_name(0) if torch.cuda.is_available() else \"no GPU\")'"
 # The samples with each image repeated REPEAT times under new names, so that an epoch holds enough
 # batches for a rate.
 SAMPLE_COPY="$OUT/samples"
+STREAM="$OUT/samples_stream.yaml"
 rm -rf "$SAMPLE_COPY"
-"$PY" scripts/repeat_samples.py "$SAMPLES" "$SAMPLE_COPY" "$REPEAT" || exit 97
+"$PY" scripts/repeat_samples.py "$SAMPLES" "$SAMPLE_COPY" "$REPEAT" --stream "$STREAM" || exit 97
 
 for BACKBONE in $BACKBONES; do
-  STREAM="$OUT/samples_stream_$BACKBONE.yaml"
   SIZE=$([ "$BACKBONE" = sam_small ] && echo 256 || echo 1024)
-  cat > "$STREAM" <<EOF
-# The sample fixtures (each image x$REPEAT) as a 2-domain stream; the test images double as training images (timing only).
-name: samples
-image_size: $SIZE
-prompts: {num_points: 3, seed: 1234}
-domains:
-  - {name: Kvasir, root: $SAMPLE_COPY/Kvasir, train: test}
-  - {name: ISIC, root: $SAMPLE_COPY/ISIC, train: test}
-EOF
   for precision in fp32 bf16; do
     step "full_${BACKBONE}_$precision" "$PY" run_benchmark.py --stream "$STREAM" --backbone "$BACKBONE" \
+        --set stream_overrides.image_size="$SIZE" \
         --checkpoint none --device "$DEVICE" --methods samcl,lora,finetune_decoder \
         --output "$OUT/records" --set cache_dir="$OUT/cache" --set hparams.epochs="$EPOCHS" \
         --set hparams.batch_size=4 --set precision=$precision --no-progress --no-report

@@ -3,8 +3,11 @@
 An image ``x.jpg`` becomes ``x_r0.jpg`` ... ``x_r{N-1}.jpg``, its mask likewise, and its stored
 prompt points (masks/points.json) are copied to each new mask name. The sample fixtures hold 5 images
 per domain, too few batches per epoch to measure a rate on a GPU; repeated, they are enough.
+``--stream FILE --image-size S`` also writes a stream YAML over the copies in which each domain's
+split doubles as its training set (for timing only).
 
     python scripts/repeat_samples.py SRC DST N [--split test] [--domains Kvasir ISIC]
+        [--stream samples.yaml --image-size 1024]
 """
 from __future__ import annotations
 
@@ -42,6 +45,17 @@ def repeat_split(src: Path, dst: Path, repeat: int) -> int:
     return count
 
 
+def write_stream(path: Path, dst: Path, domains: list[str], split: str, image_size: int) -> None:
+    """A stream YAML over the copies; ``split`` is both the training and the test split."""
+    import yaml
+
+    stream = {"name": "samples", "image_size": image_size, "prompts": {"num_points": 3, "seed": 1234},
+              "domains": [{"name": d, "root": str((dst / d).resolve()), "train": split, "test": split}
+                          for d in domains]}
+    path.write_text("# Repeated sample images; each split doubles as the training set (timing only).\n"
+                    + yaml.safe_dump(stream, sort_keys=False))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("src", type=Path, help="folder holding one folder per domain")
@@ -49,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("repeat", type=int, help="copies of each image (1 or more)")
     ap.add_argument("--split", default="test")
     ap.add_argument("--domains", nargs="+", default=["Kvasir", "ISIC"])
+    ap.add_argument("--stream", type=Path, help="also write a stream YAML over the copies here")
+    ap.add_argument("--image-size", type=int, default=1024, help="the stream's image size")
     args = ap.parse_args(argv)
     if args.repeat < 1:
         print(f"error: repeat must be 1 or more, got {args.repeat}", file=sys.stderr)
@@ -63,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.stream is not None:
+        write_stream(args.stream, args.dst, args.domains, args.split, args.image_size)
+        print(f"stream: {args.stream}")
     return 0
 
 

@@ -54,3 +54,20 @@ def test_bad_arguments_are_one_line_errors(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 3 and all(line.startswith("error:") for line in err)
     assert "Z/test" in err[2]
+
+
+def test_the_stream_file_points_at_the_copies(tmp_path):
+    from scenarios.config import load_stream_config
+    from scenarios.stream import build_domain_stream
+
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    _split(src / "A" / "test", ["a0", "a1"])
+    _split(src / "B" / "test", ["b0"])
+    stream_file = tmp_path / "samples.yaml"
+    assert _script().main([str(src), str(dst), "2", "--domains", "A", "B", "--stream", str(stream_file),
+                           "--image-size", "32"]) == 0
+    cfg = load_stream_config(str(stream_file), {"prompts": {"num_points": 2, "seed": 1}})
+    assert cfg.image_size == 32
+    stream = build_domain_stream(cfg)
+    assert stream.domain_names[:2] == ["A", "B"] and stream.trained == 2
+    assert [len(d) for d in stream.train_datasets] == [4, 2] == [len(d) for d in stream.test_datasets]
