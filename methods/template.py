@@ -392,19 +392,26 @@ class SAMStrategy(SupervisedTemplate):
                                                 find_unused_parameters=True)
 
     def training_epoch(self, **kwargs):
-        self._epoch_losses: List[float] = []
+        # The losses stay on the device until the epoch ends: reading each one (float(loss)) would
+        # make the CPU wait for the GPU at every step instead of preparing the next batch.
+        self._epoch_losses: List[torch.Tensor] = []
+        self._epoch_sizes: List[int] = []
         super().training_epoch(**kwargs)
-        if self._epoch_losses:
-            self.loss_history.append(sum(self._epoch_losses) / len(self._epoch_losses))
-
-    def _after_training_iteration(self, **kwargs):
-        loss = float(self.loss.detach())
-        if not math.isfinite(loss):
-            raise FloatingPointError(f"{self.method_name}: loss became {loss} on domain "
+        if not self._epoch_losses:
+            return
+        losses = torch.stack(self._epoch_losses).cpu().tolist()  # the one wait of the epoch
+        bad = next((v for v in losses if not math.isfinite(v)), None)
+        if bad is not None:
+            raise FloatingPointError(f"{self.method_name}: loss became {bad} on domain "
                                      f"{self.domain_index}; lower the learning rate")
         # per image (under DDP: this process's slice, the loss scaled back by the world size)
         scale = self.world_size if self._ddp is not None else 1
-        self._epoch_losses.append(loss / scale / max(len(self.mb_y), 1))
+        per_image = [v / scale / max(n, 1) for v, n in zip(losses, self._epoch_sizes)]
+        self.loss_history.append(sum(per_image) / len(per_image))
+
+    def _after_training_iteration(self, **kwargs):
+        self._epoch_losses.append(self.loss.detach().float().reshape(()))
+        self._epoch_sizes.append(len(self.mb_y))
         if self.scheduler is not None and self.hp["lr_schedule"] == "cosine_iteration":
             self.scheduler.step()
         super()._after_training_iteration(**kwargs)

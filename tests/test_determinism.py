@@ -47,3 +47,15 @@ def test_loader_workers_do_not_change_the_record(tmp_path):
         records.append(json.loads(next(out.glob("*.json")).read_text()))
     assert comparable(records[0]) == comparable(records[1])
     assert [r["config"]["num_workers"] for r in records] == [0, 2]
+
+
+def test_a_diverged_run_is_a_one_line_error_and_writes_no_record(tmp_path, capsys, monkeypatch):
+    import methods.template
+
+    real = methods.template.sam_loss
+    monkeypatch.setattr(methods.template, "sam_loss", lambda *a, **k: real(*a, **k) * float("nan"))
+    out = tmp_path / "out"
+    assert main(tiny_run_args(tmp_path, "finetune_decoder", out, domains="[polyp,shadow]")) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == "error: finetune_decoder: loss became nan on domain 0; lower the learning rate"
+    assert not list(out.glob("*.json"))
