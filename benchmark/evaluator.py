@@ -27,7 +27,9 @@ def evaluate_domains(strategy, datasets: Sequence, *, batch_size: int = 16, num_
     device = strategy.device
     scores: Dict[str, List[float]] = {m: [] for m in METRICS}
     for dataset in datasets:
-        sums = {m: 0.0 for m in METRICS}
+        # Sums stay on the device until the domain is done (no CPU-GPU wait per batch); float64
+        # additions in the same order as Python floats would make them.
+        sums = {m: torch.zeros((), dtype=torch.float64, device=device) for m in METRICS}
         count = 0
         loader = DataLoader(dataset, batch_size=batch_size, shuffle=False,
                             num_workers=num_workers, collate_fn=collate_samples)
@@ -36,12 +38,12 @@ def evaluate_domains(strategy, datasets: Sequence, *, batch_size: int = 16, num_
             logits = strategy.backbone.upscale(strategy.predict(batch))
             per_image = image_scores(logits, batch["mask"])
             for m in METRICS:
-                sums[m] += float(per_image[m].double().sum())
+                sums[m] += per_image[m].double().sum()
             count += len(batch["mask"])
             if progress is not None:
                 progress.update(len(batch["mask"]))
         for m in METRICS:
-            scores[m].append(sums[m] / count if count else float("nan"))
+            scores[m].append(float(sums[m]) / count if count else float("nan"))
     return scores
 
 
