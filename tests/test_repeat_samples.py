@@ -1,19 +1,11 @@
 """scripts/repeat_samples.py: a folder-format split with each image repeated under new names."""
-import importlib.util
 import json
 
 import numpy as np
 from PIL import Image
 
 from scenarios.folder import FolderSegmentationDataset
-from test_resume import REPO
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("repeat_samples", REPO / "scripts" / "repeat_samples.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from script_loader import load_script
 
 
 def _split(root, names):
@@ -32,7 +24,7 @@ def test_each_image_mask_and_points_entry_is_repeated(tmp_path, capsys):
     src, dst = tmp_path / "src", tmp_path / "dst"
     _split(src / "A" / "test", ["a0", "a1"])
     _split(src / "B" / "test", ["b0"])
-    assert _script().main([str(src), str(dst), "3", "--domains", "A", "B"]) == 0
+    assert load_script("repeat_samples").main([str(src), str(dst), "3", "--domains", "A", "B"]) == 0
     assert "A/test: 6 images" in capsys.readouterr().out
     names = sorted(p.name for p in (dst / "A" / "test" / "images").iterdir())
     assert names == [f"a{i}_r{k}.jpg" for i in range(2) for k in range(3)]
@@ -46,7 +38,7 @@ def test_each_image_mask_and_points_entry_is_repeated(tmp_path, capsys):
 
 
 def test_bad_arguments_are_one_line_errors(tmp_path, capsys):
-    script = _script()
+    script = load_script("repeat_samples")
     _split(tmp_path / "src" / "A" / "test", ["a0"])
     assert script.main([str(tmp_path / "src"), str(tmp_path / "out"), "0", "--domains", "A"]) == 2
     assert script.main([str(tmp_path / "src"), str(tmp_path / "src"), "2", "--domains", "A"]) == 2
@@ -64,7 +56,7 @@ def test_the_stream_file_points_at_the_copies(tmp_path):
     _split(src / "A" / "test", ["a0", "a1"])
     _split(src / "B" / "test", ["b0"])
     stream_file = tmp_path / "samples.yaml"
-    assert _script().main([str(src), str(dst), "2", "--domains", "A", "B", "--stream", str(stream_file),
+    assert load_script("repeat_samples").main([str(src), str(dst), "2", "--domains", "A", "B", "--stream", str(stream_file),
                            "--image-size", "32"]) == 0
     cfg = load_stream_config(str(stream_file), {"prompts": {"num_points": 2, "seed": 1}})
     assert cfg.image_size == 32

@@ -1,17 +1,10 @@
 """scripts/throughput.py: images per second from the image counts and seconds in run records."""
-import importlib.util
 import json
 import math
 
 from benchmark.cli import main
-from test_resume import REPO, tiny_run_args
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("throughput", REPO / "scripts" / "throughput.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from script_loader import load_script
+from test_resume import tiny_run_args
 
 
 def test_images_per_second_from_a_record(tmp_path, capsys):
@@ -22,7 +15,7 @@ def test_images_per_second_from_a_record(tmp_path, capsys):
     assert timing["train_images"] == [4 * 2, 4 * 2]  # 4 training images x 2 epochs per domain
     assert timing["eval_images"] == 2 * 3  # 2 test images x (2 domains + evaluation-only natural)
 
-    throughput = _script()
+    throughput = load_script("throughput")
     (row,) = throughput.rows_of([str(out)])
     assert math.isclose(row["train img/s"], 16 / sum(timing["train"]))
     assert math.isclose(row["eval img/s"], 6 * 3 / sum(timing["eval"]))  # 3 rows: zero-shot + 2
