@@ -48,6 +48,12 @@ def cache_key(backbone, dataset, tap: str, dtype: str) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
 
 
+def open_entry(entry: Path) -> Dict[str, np.ndarray]:
+    """The arrays of a finished cache entry, memory-mapped read-only."""
+    meta = json.loads((entry / "meta.json").read_text())
+    return {name: np.load(entry / f"{name}.npy", mmap_mode="r") for name in meta["arrays"]}
+
+
 class CachedFeatureDataset(Dataset):
     """A view of a folder dataset that serves cached ``features`` instead of ``image``."""
 
@@ -76,14 +82,12 @@ class CachedFeatureDataset(Dataset):
         # forkserver get the entry's path instead and map the files themselves.
         state = dict(self.__dict__)
         if self.entry is not None:
-            state["arrays"] = sorted(self.arrays)
+            state["arrays"] = None
         return state
 
     def __setstate__(self, state: Dict[str, Any]) -> None:
-        arrays = state["arrays"]
-        if isinstance(arrays, list):
-            state["arrays"] = {name: np.load(state["entry"] / f"{name}.npy", mmap_mode="r")
-                               for name in arrays}
+        if state["arrays"] is None:
+            state["arrays"] = open_entry(state["entry"])
         self.__dict__.update(state)
 
     def __getattr__(self, name: str):
@@ -115,11 +119,7 @@ class FeatureCache:
         entry = self.entry_dir(backbone, dataset, tap)
         if not (entry / "meta.json").is_file():
             self._build(backbone, dataset, tap, entry)
-        return CachedFeatureDataset(dataset, self._open(entry), tap, entry)
-
-    def _open(self, entry: Path) -> Dict[str, np.ndarray]:
-        meta = json.loads((entry / "meta.json").read_text())
-        return {name: np.load(entry / f"{name}.npy", mmap_mode="r") for name in meta["arrays"]}
+        return CachedFeatureDataset(dataset, open_entry(entry), tap, entry)
 
     @torch.no_grad()
     def _build(self, backbone, dataset, tap: str, entry: Path) -> None:
