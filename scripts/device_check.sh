@@ -21,26 +21,9 @@
 # OUT_DIR/<step>.log; a failing step does not stop the others, and the exit status is the number
 # of failed steps.
 set -uo pipefail
-OUT=${1:?usage: bash scripts/device_check.sh OUT_DIR [SAMPLES_DIR]}
-SAMPLES=$(realpath "${2:-../shared/fixtures/samcl_samples}")
-PY=${PY:-python3}
-DEVICE=${DEVICE:-cuda}
 BACKBONES=${BACKBONES:-sam_vit_b sam2.1_hiera_t}
 EPOCHS=${EPOCHS:-5}
-REPEAT=${REPEAT:-8}
-export PYTHONUNBUFFERED=1
-mkdir -p "$OUT"
-OUT=$(realpath "$OUT")
-cd "$(dirname "$0")/.."
-
-if [ -n "${WHEELS:-}" ]; then
-  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-      --target /tmp/device_site "$WHEELS"/*.whl || { echo "error: installing $WHEELS/*.whl failed"; exit 99; }
-  export PYTHONPATH=/tmp/device_site${PYTHONPATH:+:$PYTHONPATH}
-fi
-for d in Kvasir ISIC; do
-  [ -d "$SAMPLES/$d/test/images" ] || { echo "error: $SAMPLES/$d/test/images not found"; exit 98; }
-done
+source "$(dirname "$0")/device_common.sh"
 
 failed=0
 step() {  # step NAME COMMAND...: run, log to $OUT/NAME.log, report status and seconds
@@ -58,15 +41,8 @@ step env bash -c "nvidia-smi -L 2>/dev/null; $PY -c 'import sys, torch, segment_
 print(sys.version.split()[0], \"torch\", torch.__version__, \"cuda\", torch.version.cuda, \
 torch.cuda.get_device_name(0) if torch.cuda.is_available() else \"no GPU\")'"
 
-# The samples with each image repeated REPEAT times under new names, so that an epoch holds enough
-# batches for a rate.
-SAMPLE_COPY="$OUT/samples"
-STREAM="$OUT/samples_stream.yaml"
-rm -rf "$SAMPLE_COPY"
-"$PY" scripts/repeat_samples.py "$SAMPLES" "$SAMPLE_COPY" "$REPEAT" --stream "$STREAM" || exit 97
-
 for BACKBONE in $BACKBONES; do
-  SIZE=$([ "$BACKBONE" = sam_small ] && echo 256 || echo 1024)
+  SIZE=$(image_size_of "$BACKBONE")
   for precision in fp32 bf16; do
     step "full_${BACKBONE}_$precision" "$PY" run_benchmark.py --stream "$STREAM" --backbone "$BACKBONE" \
         --set stream_overrides.image_size="$SIZE" \
