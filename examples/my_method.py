@@ -7,7 +7,7 @@ frozen. Run it, and see it in the leaderboard, with:
 
 See docs/adding-a-method.md for the hooks a method can override.
 """
-from methods.registry import register_method
+from benchmark.core.registry import register_method
 from methods.template import SAMStrategy
 
 
@@ -16,11 +16,10 @@ class DecoderBitFit(SAMStrategy):
     """BitFit: only the mask decoder's biases are trained."""
 
     tap = "neck"                 # trainable parts sit in the decoder: start from the cached neck
-    defaults = {"lr": 1e-3}      # overrides the template's defaults; add your own keys here too
+    defaults = {"lr": 1e-3}      # typed, declared once: overrides the shared lr; add your own keys
 
     def build(self) -> None:
-        sam = self.backbone.sam
-        decoder = sam.mask_decoder if hasattr(sam, "mask_decoder") else sam.sam_mask_decoder
+        decoder = self.backbone.mask_decoder   # SAM's or SAM2's: the backbone answers which
         for name, p in decoder.named_parameters():
             p.requires_grad_(name.endswith("bias"))
         self.parts["mask_decoder"] = decoder   # trained in place: each run has its own backbone copy

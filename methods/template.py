@@ -22,9 +22,11 @@ Scale-out (docs/scaling.md): under ``torchrun`` the trainable parts are wrapped 
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import warnings
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -33,10 +35,43 @@ from torch.utils.data import DataLoader, Sampler
 from avalanche.training.plugins import EvaluationPlugin
 from avalanche.training.templates import SupervisedTemplate
 
-from benchmark import distributed
-from benchmark.storage import module_bytes
-from methods.losses import sam_loss
+from benchmark.core import distributed
+from benchmark.core.storage import module_bytes
+from benchmark.core.losses import sam_loss
+from scenarios.fileio import ConfigError, read_yaml_mapping
 from scenarios.stream import to_device
+
+PRESETS_DIR = Path(__file__).resolve().parent / "configs"
+
+
+#: ranges of the shared hyper-parameters: name -> (check, what it must be)
+HPARAM_RANGES: Dict[str, Tuple[Callable[[Any], bool], str]] = {
+    "epochs": (lambda v: v >= 0, "must be an integer >= 0"),
+    "batch_size": (lambda v: v >= 1, "must be an integer >= 1"),
+    "eval_batch_size": (lambda v: v >= 1, "must be an integer >= 1"),
+    "lr": (lambda v: math.isfinite(v) and v > 0, "must be a finite number > 0"),
+    "weight_decay": (lambda v: math.isfinite(v) and v >= 0, "must be a finite number >= 0"),
+    "eta_min": (lambda v: math.isfinite(v) and v >= 0, "must be a finite number >= 0"),
+    "dice_weight": (lambda v: math.isfinite(v) and v >= 0, "must be a finite number >= 0"),
+}
+
+
+def _type_problem(default: Any, value: Any) -> Optional[str]:
+    """Why ``value`` cannot replace ``default`` (a bool for a bool, an integer for an integer, a
+    number for a float), or None."""
+    if isinstance(default, bool) or isinstance(value, bool):
+        return None if isinstance(default, bool) == isinstance(value, bool) else \
+            f"expects {type(default).__name__}"
+    if isinstance(default, int) and not isinstance(value, int):
+        return "expects an integer"
+    if isinstance(default, float) and not isinstance(value, (int, float)):
+        return "expects a number"
+    return None
+
+
+def _range_problem(key: str, value: Any) -> Optional[str]:
+    check = HPARAM_RANGES.get(key)
+    return None if check is None or check[0](value) else check[1]
 
 
 def _channels_last(value: Any) -> Any:
@@ -120,6 +155,9 @@ class SAMStrategy(SupervisedTemplate):
         "dice_weight": 10.0,
     }
     defaults: Dict[str, Any] = {}
+    #: leaderboard columns this method adds (``benchmark.reporting.columns.Column``); each one's
+    #: value is ``extra_record()[column.key]``
+    report_columns: tuple = ()
 
     def __init__(self, *, backbone: nn.Module, domain_names: List[str], n_trained: int,
                  hparams: Optional[Dict[str, Any]] = None, device: str = "cpu",
@@ -158,21 +196,50 @@ class SAMStrategy(SupervisedTemplate):
 
     # ------------------------------------------------------------------ configuration
     @classmethod
-    def resolve_hparams(cls, overrides: Dict[str, Any]) -> Dict[str, Any]:
+    def declared_defaults(cls) -> Dict[str, Any]:
+        """The hyper-parameters and their defaults, as the method file and its bases declare them."""
         merged: Dict[str, Any] = {}
         for klass in reversed(cls.__mro__):
             merged.update(getattr(klass, "base_defaults", {}) if klass is SAMStrategy else {})
             merged.update(klass.__dict__.get("defaults", {}))
+        return copy.deepcopy(merged)
+
+    @classmethod
+    def presets(cls, stream: str, backbone: str) -> List[Tuple[str, Dict[str, Any]]]:
+        """(source, values) of the presets that apply on ``stream`` with ``backbone``: the sections
+        ``stream:<name>`` and ``backbone:<name>`` of ``methods/configs/<method>.yaml``, for this
+        method and for each registered method it derives from (base first), so a variant such as
+        ``samcl_oracle`` shares ``samcl``'s presets instead of copying them."""
+        found = []
+        for klass in reversed(cls.__mro__):
+            name = klass.__dict__.get("method_name")
+            path = PRESETS_DIR / f"{name}.yaml"
+            if not name or not path.is_file():
+                continue
+            sections = read_yaml_mapping(path)
+            for key, values in sections.items():
+                kind, _, value = str(key).partition(":")
+                if kind not in ("stream", "backbone") or not value or not isinstance(values, dict):
+                    raise ConfigError(f"{path}: section {key!r} must be 'stream:<name>' or "
+                                      f"'backbone:<name>' holding a mapping")
+                if value == (stream if kind == "stream" else backbone):
+                    found.append((f"preset {path.name} [{key}]", dict(values)))
+        return found
+
+    @classmethod
+    def resolve_hparams(cls, overrides: Dict[str, Any]) -> Dict[str, Any]:
+        """The defaults with ``overrides`` applied; an unknown name, a value of the wrong type or
+        out of range is an error naming the method and the hyper-parameter."""
+        merged = cls.declared_defaults()
         unknown = set(overrides) - set(merged)
         if unknown:
             raise ValueError(f"method {cls.method_name!r}: unknown hyper-parameter(s) "
                              f"{', '.join(sorted(unknown))}; known: {', '.join(sorted(merged))}")
         for key, value in overrides.items():
-            default = merged[key]
-            if isinstance(default, bool) != isinstance(value, bool) or (
-                    isinstance(default, (int, float)) and not isinstance(value, (int, float))):
-                raise ValueError(f"method {cls.method_name!r}: hyper-parameter {key!r} expects "
-                                 f"{type(default).__name__}, got {value!r}")
+            problem = _type_problem(merged[key], value) or _range_problem(key, value)
+            if problem:
+                raise ValueError(f"method {cls.method_name!r}: hyper-parameter {key!r} {problem}, "
+                                 f"got {value!r}")
             merged[key] = value
         return merged
 
@@ -196,6 +263,11 @@ class SAMStrategy(SupervisedTemplate):
 
     def trainable_parameters(self) -> Iterable[nn.Parameter]:
         return [p for p in self.parts.parameters() if p.requires_grad]
+
+    def named_trainable(self) -> Dict[str, nn.Parameter]:
+        """The trainable parameters under their names in ``self.model`` (EWC, LwF)."""
+        ids = {id(p) for p in self.trainable_parameters()}
+        return {n: p for n, p in self.model.named_parameters() if id(p) in ids}
 
     def backbone_features(self, batch: Dict[str, Any]) -> Dict[str, torch.Tensor]:
         """Features at ``self.tap``: from the cache when the batch has them, else computed."""
@@ -235,7 +307,7 @@ class SAMStrategy(SupervisedTemplate):
     def extra_record(self) -> Dict[str, Any]:
         return {}
 
-    # ------------------------------------------------------------------ resume (benchmark/resume.py)
+    # ------------------------------------------------------------------ resume (benchmark/engine/resume.py)
     def method_state(self) -> Dict[str, Any]:
         """State beyond ``self.parts`` that later domains need (buffers, selectors, importances,
         teachers...): tensors and plain containers only (it is saved with ``torch.save`` and read

@@ -13,16 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from scenarios.yamlio import read_yaml_mapping
+from scenarios.fileio import ConfigError, parse_value, read_yaml_mapping, set_dotted
 
 STREAMS_DIR = Path(__file__).resolve().parent / "streams"
 DEFAULT_STREAM = "synthetic"
 
-
-class ConfigError(ValueError):
-    """A bad stream configuration; the message names the file and the field."""
 
 
 @dataclass
@@ -108,24 +103,23 @@ def load_stream_config(name_or_path: str | Path | None = None, overrides: dict |
         raise FileNotFoundError(f"stream config not found: {path}")
     raw = read_yaml_mapping(path, ConfigError)
     raw.setdefault("name", path.stem)
-    for key, value in (overrides or {}).items():
-        _set_dotted(raw, key, yaml.safe_load(value) if isinstance(value, str) else value, path)
+    for key, value in _flatten(overrides or {}):
+        set_dotted(raw, key, parse_value(value) if isinstance(value, str) else value, str(path))
     cfg = _build(StreamConfig, raw, str(path), "")
     cfg.source = str(path)
     _validate(cfg, str(path))
     return cfg
 
 
-def _set_dotted(raw: dict, key: str, value: Any, path: Path) -> None:
-    *parents, last = key.split(".")
-    node = raw
-    for p in parents:
-        if node.get(p) is None:
-            node[p] = {}
-        if not isinstance(node[p], dict):
-            raise ConfigError(f"{path}: override {key!r}: {p!r} is not a mapping")
-        node = node[p]
-    node[last] = value
+def _flatten(overrides: dict, prefix: str = ""):
+    """(dotted key, value) pairs: a nested mapping (``{"synthetic": {"cache_dir": x}}``, as a run
+    config stores ``stream_overrides.synthetic.cache_dir``) merges key by key into the stream's
+    section instead of replacing the whole section."""
+    for key, value in overrides.items():
+        if isinstance(value, dict) and value:
+            yield from _flatten(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
 
 
 def _build(cls: type, data: Any, src: str, where: str) -> Any:

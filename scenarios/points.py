@@ -13,12 +13,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from scenarios.fileio import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -108,14 +108,3 @@ def write_points_tree(folder: Path | str, **kwargs) -> list[Path]:
         raise FileNotFoundError(f"no <split>/masks folder found under {folder}")
     return [write_points_json(s, **kwargs) for s in splits]
 
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write a file via a temp file in the same folder and an atomic rename."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -26,8 +26,9 @@ class DomainStream:
         return to_avalanche(self.train_datasets, self.test_datasets)
 
 
-def build_domain_stream(cfg: StreamConfig) -> DomainStream:
-    """Datasets of every domain; a synthetic stream is generated (or reused from its cache) first.
+def build_domain_stream(cfg: StreamConfig, progress: bool = True) -> DomainStream:
+    """Datasets of every domain; a synthetic stream is generated (or reused from its cache) first
+    (with a progress bar unless ``progress`` is false).
 
     Relative roots resolve against the current working directory.
     """
@@ -35,7 +36,7 @@ def build_domain_stream(cfg: StreamConfig) -> DomainStream:
     if cfg.synthetic is not None:
         from scenarios.synthetic import generate_synthetic_stream
 
-        generated = generate_synthetic_stream(cfg)
+        generated = generate_synthetic_stream(cfg, progress=progress)
 
     def root(spec) -> Path:
         return generated / spec.name if generated is not None else Path(spec.root).expanduser().resolve()

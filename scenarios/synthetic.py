@@ -28,7 +28,7 @@ import tempfile
 import zlib
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import Any, Callable
 
 import cv2
 import numpy as np
@@ -36,9 +36,6 @@ from PIL import Image
 
 from scenarios import shapes as sh
 from scenarios.points import write_points_json
-
-if TYPE_CHECKING:
-    from scenarios.config import StreamConfig
 
 GENERATOR_VERSION = 3  # bump when a generator changes: it is part of the cache key
 Generator = Callable[[np.random.Generator, int], tuple[np.ndarray, np.ndarray]]
@@ -221,7 +218,7 @@ def generate_sample(domain: str, seed: int, split: str, index: int, size: int) -
     raise RuntimeError(f"synthetic domain {domain!r} keeps producing empty masks at size {size}")
 
 
-def synthetic_settings(cfg: StreamConfig) -> dict:
+def synthetic_settings(cfg: Any) -> dict:  # cfg: scenarios.config.StreamConfig (which imports this module)
     """Everything that determines the generated files (hashed into the cache folder name)."""
     s = cfg.synthetic
     return {
@@ -232,7 +229,7 @@ def synthetic_settings(cfg: StreamConfig) -> dict:
     }
 
 
-def generate_synthetic_stream(cfg: StreamConfig) -> Path:
+def generate_synthetic_stream(cfg: Any, progress: bool = True) -> Path:  # cfg: a StreamConfig
     """Write (or reuse) the synthetic stream of `cfg`; returns the folder holding one folder per domain."""
     if cfg.synthetic is None:
         raise ValueError(f"stream {cfg.name!r} has no synthetic section")
@@ -252,7 +249,8 @@ def generate_synthetic_stream(cfg: StreamConfig) -> Path:
         jobs = [(d, "train", settings["train_per_domain"]) for d in settings["domains"] + settings["eval_only"]]
         jobs += [(d, "test", settings["test_per_domain"]) for d in settings["domains"] + settings["eval_only"]]
         size = settings["image_size"]
-        with tqdm(total=sum(n for *_, n in jobs), desc="synthetic stream", unit="img") as bar:
+        with tqdm(total=sum(n for *_, n in jobs), desc="synthetic stream", unit="img",
+                  disable=not progress) as bar:
             for domain, split, n in jobs:
                 split_dir = tmp / domain / split
                 (split_dir / "images").mkdir(parents=True)

@@ -32,8 +32,8 @@ def main() -> int:
     import torch
 
     from benchmark.backbones import build_backbone
-    from methods.losses import sam_loss
-    from methods.registry import get_method
+    from benchmark.core.losses import sam_loss
+    from benchmark.core.registry import get_method
 
     if args.threads:
         torch.set_num_threads(args.threads)

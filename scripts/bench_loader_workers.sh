@@ -2,7 +2,7 @@
 # Data-loading workers on a GPU: SAMCL and LoRA through the harness at 1024 px (random weights) on
 # the sample fixtures (each image repeated 8 times; the test images double as training images),
 # with num_workers 0 (loading inline, between steps) and 4 (worker processes), in fp32, then 4 in
-# bf16; images per second of training and evaluation from scripts/throughput.py.
+# bf16; images per second of training and evaluation from run_benchmark.py throughput.
 #
 #   bash scripts/bench_loader_workers.sh OUT_DIR [SAMPLES_DIR]
 #
@@ -21,6 +21,6 @@ for case in "fp32 0" "fp32 4" "bf16 4"; do
       --device "$DEVICE" --methods samcl,lora --output "$OUT/records_$1_workers_$2" \
       --set cache_dir="$OUT/cache" --set hparams.epochs="$EPOCHS" --set hparams.batch_size=4 \
       --set precision="$1" --set num_workers="$2" --no-progress --no-report
-  "$PY" scripts/throughput.py "$OUT/records_$1_workers_$2" --markdown
+  "$PY" run_benchmark.py throughput "$OUT/records_$1_workers_$2" --markdown
 done
 rm -rf "$OUT/cache" "$SAMPLE_COPY"

@@ -31,7 +31,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmark.backbones import build_backbone  # noqa: E402
-from methods.losses import sam_loss  # noqa: E402
+from benchmark.core.losses import sam_loss  # noqa: E402
 from methods.samcl.augmodule import AugModule, ModuleSet, config_for_backbone  # noqa: E402
 from methods.samcl.selector import ModuleSelector, pooled_tap  # noqa: E402
 

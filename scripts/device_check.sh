@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The GPU checks of docs/scaling.md in one go (about 5 minutes on one GPU):
 #   1. the full-size path end to end on the sample fixtures (each sample domain's test images,
-#      repeated REPEAT times under new names by scripts/repeat_samples.py, also used for training):
+#      repeated REPEAT times under new names by python -m scenarios.repeat, also used for training):
 #      SAM ViT-B and SAM2.1 Hiera-T at 1024 px with random weights, fp32 and bf16, then images per
-#      second of training and evaluation (scripts/throughput.py on OUT_DIR/records);
+#      second of training and evaluation (run_benchmark.py throughput on OUT_DIR/records);
 #   2. the CUDA tests: bf16 / channels-last records against fp32, SAM2.1 at 1024 in bf16 +
 #      channels-last, torchrun with nccl;
 #   3. SAMCL at 1024 px (SAM ViT-B, random weights): training step and routed prediction,
@@ -51,7 +51,7 @@ for BACKBONE in $BACKBONES; do
         --set hparams.batch_size=4 --set precision=$precision --no-progress --no-report
   done
 done
-step throughput "$PY" scripts/throughput.py "$OUT/records" --markdown
+step throughput "$PY" run_benchmark.py throughput "$OUT/records" --markdown
 
 step tests "$PY" -m pytest -q -p no:cacheprovider tests/test_precision.py tests/test_distributed.py \
     -k "cuda or sam2 or nccl"

@@ -3,7 +3,7 @@
 # cuda), REPEAT (default 8), WHEELS (a folder of wheels to install first, see
 # scripts/fetch_device_wheels.sh). Sets OUT, SAMPLES, SAMPLE_COPY and STREAM, enters the
 # repository's root, and writes the sample fixtures with each image repeated REPEAT times (so that
-# an epoch holds enough batches for a rate) plus a stream YAML over them (scripts/repeat_samples.py).
+# an epoch holds enough batches for a rate) plus a stream YAML over them (python -m scenarios.repeat).
 OUT=${1:?usage: bash $0 OUT_DIR [SAMPLES_DIR]}
 SAMPLES=$(realpath "${2:-../shared/fixtures/samcl_samples}")
 PY=${PY:-python3}
@@ -25,7 +25,7 @@ done
 SAMPLE_COPY="$OUT/samples"
 STREAM="$OUT/samples_stream.yaml"
 rm -rf "$SAMPLE_COPY"
-"$PY" scripts/repeat_samples.py "$SAMPLES" "$SAMPLE_COPY" "$REPEAT" --stream "$STREAM" || exit 97
+"$PY" -m scenarios.repeat "$SAMPLES" "$SAMPLE_COPY" "$REPEAT" --stream "$STREAM" || exit 97
 
 image_size_of() {  # image_size_of BACKBONE: the backbone's input size in pixels
   [ "$1" = sam_small ] && echo 256 || echo 1024

@@ -26,6 +26,7 @@ class SAMBackbone(nn.Module):
     taps: tuple[str, ...]
     sam: nn.Module
     encoder_blocks: nn.ModuleList
+    decoder_names: tuple[str, str]   # the official model's (mask decoder, prompt encoder) attributes
 
     def __init__(self, name: str, sam: nn.Module, checkpoint_path=None) -> None:
         super().__init__()
@@ -87,6 +88,16 @@ class SAMBackbone(nn.Module):
     def decode(self, enc: dict, points: Tensor, point_labels: Tensor,
                multimask: bool = False) -> tuple[Tensor, Tensor]:
         raise NotImplementedError
+
+    @property
+    def mask_decoder(self) -> nn.Module:
+        """The official mask decoder module (SAM: ``mask_decoder``, SAM2: ``sam_mask_decoder``)."""
+        return getattr(self.sam, self.decoder_names[0])
+
+    @property
+    def prompt_encoder(self) -> nn.Module:
+        """The official prompt encoder (SAM: ``prompt_encoder``, SAM2: ``sam_prompt_encoder``)."""
+        return getattr(self.sam, self.decoder_names[1])
 
     # -- shared ------------------------------------------------------------------------------
     def forward(self, images: Tensor, points: Tensor, point_labels: Tensor) -> tuple[Tensor, Tensor]:

@@ -12,6 +12,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from scenarios.fileio import sha256_file
+
 from .registry import BackboneInfo, checkpoint_dir
 
 
@@ -95,11 +97,8 @@ def save_state_dict(state_dict: dict[str, torch.Tensor], path: Path, family: str
 
 
 def file_fingerprint(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]
+    """The first 16 hex digits of the file's sha256 (what ``sha256sum`` prints)."""
+    return sha256_file(path)[:16]
 
 
 def tensors_fingerprint(state_dict: dict[str, torch.Tensor]) -> str:

@@ -1,41 +1,11 @@
-"""SAM (segment_anything): ViT-B/L/H and the project's small configuration."""
+"""SAM (segment_anything): ViT-B/L/H and the project's small configuration (built in small_sam/model.py)."""
 from __future__ import annotations
-
-from functools import partial
 
 import torch
 from torch import Tensor, nn
 
 from .base import Hook, SAMBackbone
-
-
-def build_sam_small() -> nn.Module:
-    """The ``sam_small`` configuration of docs/design.md section 2, from the official classes."""
-    from segment_anything.modeling import (ImageEncoderViT, MaskDecoder, PromptEncoder, Sam,
-                                           TwoWayTransformer)
-
-    image_size, patch, prompt_dim = 256, 16, 128
-    grid = image_size // patch
-    sam = Sam(
-        image_encoder=ImageEncoderViT(
-            depth=12, embed_dim=192, img_size=image_size, mlp_ratio=4,
-            norm_layer=partial(nn.LayerNorm, eps=1e-6), num_heads=3, patch_size=patch,
-            qkv_bias=True, use_rel_pos=True, global_attn_indexes=(2, 5, 8, 11), window_size=6,
-            out_chans=prompt_dim,
-        ),
-        prompt_encoder=PromptEncoder(
-            embed_dim=prompt_dim, image_embedding_size=(grid, grid),
-            input_image_size=(image_size, image_size), mask_in_chans=16,
-        ),
-        mask_decoder=MaskDecoder(
-            num_multimask_outputs=3,
-            transformer=TwoWayTransformer(depth=2, embedding_dim=prompt_dim, mlp_dim=512, num_heads=8),
-            transformer_dim=prompt_dim, iou_head_depth=3, iou_head_hidden_dim=128,
-        ),
-        pixel_mean=[123.675, 116.28, 103.53],
-        pixel_std=[58.395, 57.12, 57.375],
-    )
-    return sam.eval()
+from .small_sam.model import build_sam_small
 
 
 def build_sam1(builder: str) -> nn.Module:
@@ -51,6 +21,7 @@ class Sam1Backbone(SAMBackbone):
     """``segment_anything.Sam``. Taps: image, block0..block{n-1} -> {"tokens": (B,h,w,C)}, neck."""
 
     family = "sam"
+    decoder_names = ("mask_decoder", "prompt_encoder")
 
     def __init__(self, name: str, sam: nn.Module, checkpoint_path=None) -> None:
         super().__init__(name, sam, checkpoint_path)

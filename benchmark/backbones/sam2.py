@@ -27,6 +27,7 @@ class Sam2Backbone(SAMBackbone):
     """
 
     family = "sam2"
+    decoder_names = ("sam_mask_decoder", "sam_prompt_encoder")
 
     def __init__(self, name: str, sam: nn.Module, checkpoint_path=None) -> None:
         super().__init__(name, sam, checkpoint_path)

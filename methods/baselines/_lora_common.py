@@ -15,7 +15,7 @@ from typing import Dict, List, Sequence
 import torch
 from torch import Tensor, nn
 
-from benchmark.storage import module_bytes
+from benchmark.core.storage import module_bytes
 from methods.template import SAMStrategy
 
 TARGETS = ("qkv", "proj")

@@ -17,14 +17,8 @@ from avalanche.training.plugins import EWCPlugin
 from avalanche.training.utils import ParamData
 
 from methods.baselines.lora import LoRA
-from methods.registry import register_method
+from benchmark.core.registry import register_method
 from scenarios.stream import to_device
-
-
-def named_trainable(strategy) -> Dict[str, torch.nn.Parameter]:
-    """The strategy's trainable parameters under their names in ``strategy.model``."""
-    ids = {id(p) for p in strategy.trainable_parameters()}
-    return {n: p for n, p in strategy.model.named_parameters() if id(p) in ids}
 
 
 class SAMEWCPlugin(EWCPlugin):
@@ -50,12 +44,12 @@ class SAMEWCPlugin(EWCPlugin):
         t = strategy.clock.train_exp_counter
         self.update_importances(self.sam_importances(strategy), t)
         self.saved_params[t] = {n: ParamData(n, init_tensor=p.detach().clone())
-                                for n, p in named_trainable(strategy).items()}
+                                for n, p in strategy.named_trainable().items()}
         if t > 0 and not self.keep_importance_data:
             del self.saved_params[t - 1]
 
     def sam_importances(self, strategy) -> Dict[str, ParamData]:
-        params = named_trainable(strategy)
+        params = strategy.named_trainable()
         fisher = {n: torch.zeros_like(p) for n, p in params.items()}
         dataset = strategy.experience.dataset
         loader = torch.utils.data.DataLoader(dataset, batch_size=strategy.train_mb_size,
@@ -100,7 +94,7 @@ class EWC(LoRA):
         return [self.ewc]
 
     def sam_loss_of(self, low_res, iou_pred, masks) -> torch.Tensor:
-        from methods.losses import sam_loss
+        from benchmark.core.losses import sam_loss
 
         return sam_loss(self.backbone.upscale(low_res), iou_pred, masks,
                         dice_weight=float(self.hp["dice_weight"]))
@@ -110,7 +104,7 @@ class EWC(LoRA):
         t = self.clock.train_exp_counter
         done = range(t) if self.ewc.mode == "separate" else [t - 1] if t else []
         total = 0.0
-        params = named_trainable(self)
+        params = self.named_trainable()
         for e in done:
             for n, p in params.items():
                 if n in self.ewc.saved_params[e]:

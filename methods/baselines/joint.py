@@ -8,7 +8,7 @@ small SAM it trained the decoder, as ``finetune_decoder``; with the better backb
 overtook that bound - replay 63.4 against 58.1 AA mIoU on the default stream - so it no longer was one.)
 """
 from methods.baselines.lora import LoRA
-from methods.registry import register_method
+from benchmark.core.registry import register_method
 
 
 @register_method("joint")

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from methods.registry import register_method
+from benchmark.core.registry import register_method
 from methods.template import SAMStrategy
 
 
@@ -50,8 +50,7 @@ class L2P(SAMStrategy):
     defaults = {"pool_size": 10, "prompt_length": 5, "top_k": 5, "pull_weight": 0.5}
 
     def build(self) -> None:
-        sam = self.backbone.sam
-        self._prompt_encoder = sam.prompt_encoder if hasattr(sam, "prompt_encoder") else sam.sam_prompt_encoder
+        self._prompt_encoder = self.backbone.prompt_encoder
         dim = int(self._prompt_encoder.embed_dim)
         self.parts["pool"] = PromptPool(int(self.hp["pool_size"]), int(self.hp["prompt_length"]), dim,
                                         int(self.hp["top_k"]))

@@ -6,7 +6,7 @@ SAM frozen (decoder included); it starts from the block-6 feature cache. Stores 
 from typing import Dict
 
 from methods.baselines._lora_common import LoRAStrategy
-from methods.registry import register_method
+from benchmark.core.registry import register_method
 
 
 @register_method("lora")

@@ -18,9 +18,8 @@ from avalanche.training import LearningWithoutForgetting
 from avalanche.training.plugins import LwFPlugin
 from torch import nn
 
-from methods.baselines.ewc import named_trainable
 from methods.baselines.lora import LoRA
-from methods.registry import register_method
+from benchmark.core.registry import register_method
 
 
 def bernoulli_kd(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -71,7 +70,7 @@ class MaskLogitLwF(LearningWithoutForgetting):
 
     def post_adapt(self, agent, exp):
         self.expcount += 1
-        self.prev_model = {n: p.detach().clone() for n, p in named_trainable(agent).items()}
+        self.prev_model = {n: p.detach().clone() for n, p in agent.named_trainable().items()}
 
 
 class SAMLwFPlugin(LwFPlugin):

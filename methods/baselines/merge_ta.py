@@ -14,9 +14,9 @@ from typing import Any, Dict, List
 import torch
 from torch import Tensor
 
-from benchmark.storage import module_bytes
+from benchmark.core.storage import module_bytes
 from methods.baselines._lora_common import LoRAStrategy, add_to_base, dense_deltas
-from methods.registry import register_method
+from benchmark.core.registry import register_method
 
 
 @register_method("merge_ta")

@@ -12,10 +12,10 @@ from typing import Any, Dict, List, Tuple
 import torch
 from torch import Tensor
 
-from benchmark.storage import module_bytes
+from benchmark.core.storage import module_bytes
 from methods.baselines._lora_common import ties_merge
 from methods.baselines.merge_ta import MergeTA
-from methods.registry import register_method
+from benchmark.core.registry import register_method
 
 
 @register_method("merge_ties")

@@ -11,7 +11,7 @@ from typing import Any, Dict
 import torch
 
 from methods.baselines._lora_common import LoRAStrategy
-from methods.registry import register_method
+from benchmark.core.registry import register_method
 
 
 @register_method("olora")

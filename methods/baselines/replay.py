@@ -17,7 +17,7 @@ from avalanche.training.plugins import ReplayPlugin
 from avalanche.training.storage_policy import ExemplarsBuffer
 
 from methods.baselines.lora import LoRA
-from methods.registry import register_method
+from benchmark.core.registry import register_method
 
 
 class SeededDomainBuffer(ExemplarsBuffer):

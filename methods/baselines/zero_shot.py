@@ -1,5 +1,5 @@
 """Frozen SAM: no training at all; the zero-shot reference row of every benchmark."""
-from methods.registry import register_method
+from benchmark.core.registry import register_method
 from methods.template import SAMStrategy
 
 

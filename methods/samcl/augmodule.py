@@ -52,6 +52,11 @@ class AugConfig:
         if self.neck_dims is not None:
             object.__setattr__(self, "neck_dims", tuple(int(d) for d in self.neck_dims))
 
+    @property
+    def tap(self) -> str:
+        """The feature tap the modules start from: the last block before the adapted ones."""
+        return f"block{min(self.blocks) - 1}"
+
     def to_dict(self) -> dict:
         return asdict(self)
 

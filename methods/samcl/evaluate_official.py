@@ -25,7 +25,7 @@ def evaluate_module_set(backbone, module_set: ModuleSet, selector: ModuleSelecto
 
     ``force``: route every image to this class instead of the selector's pick.
     """
-    from benchmark.metrics import image_scores
+    from benchmark.reporting.metrics import image_scores
 
     if not module_set.attached:
         module_set.attach(backbone.encoder_blocks)
@@ -75,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     module_set.to(args.device)
     selector.to(args.device)
     res = evaluate_module_set(backbone, module_set, selector, classes, dataset,
-                              tap="block5" if sam2 else "block6", force=args.force)
+                              tap=module_set.config.tap, force=args.force)
     print(f"{args.data} ({res['images']} images): IoU {res['iou']:.4f}  Dice {res['dice']:.4f}  "
           f"MAE {res['mae']:.4f}  picks {res['picks']}")
 

@@ -15,6 +15,7 @@ import torch
 from methods.samcl.augmodule import AugConfig, AugModule, ModuleSet, hiera_t_config, vit_config
 from methods.samcl.safe_pickle import CheckpointFormatError, ModuleState, safe_load
 from methods.samcl.selector import FeatureBuffer, ModuleSelector
+from scenarios.fileio import atomic_path, atomic_write_text
 
 # Class order of the released selectors and the file names of the released modules.
 OFFICIAL_DOMAINS = ("Kvasir", "camo", "ISTD", "ISIC", "cod", "COCO")
@@ -134,8 +135,9 @@ def save_module_set(module_set: ModuleSet, selector: ModuleSelector | None, buff
         for name, vecs in buffer.vectors.items():
             tensors[f"buffer/{name}"] = vecs.contiguous().cpu()
         meta["buffer"] = {"capacity": buffer.capacity, "domains": list(buffer.vectors)}
-    save_file(tensors, str(base.with_suffix(".safetensors")))
-    base.with_suffix(".json").write_text(json.dumps(meta, indent=2))
+    with atomic_path(base.with_suffix(".safetensors")) as tmp:
+        save_file(tensors, str(tmp))
+    atomic_write_text(base.with_suffix(".json"), json.dumps(meta, indent=2))
     return base.with_suffix(".json")
 
 

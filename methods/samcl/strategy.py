@@ -17,7 +17,8 @@ from typing import Any, Dict, Optional
 import torch
 from torch.utils.data import DataLoader
 
-from methods.registry import register_method
+from benchmark.core.registry import register_method
+from benchmark.reporting.columns import Column
 from methods.samcl.augmodule import AugModule, ModuleSet, config_for_backbone, count_parameters
 from methods.samcl.selector import (FeatureBuffer, ModuleSelector, SelectorTraining, confusion_matrix,
                                     pooled_tap, train_selector)
@@ -30,6 +31,8 @@ class SAMCL(SAMStrategy):
 
     tap = "block6"
     routing = "selector"
+    #: the leaderboard column SAMCL adds (value: ``extra_record()["selector_accuracy"]``)
+    report_columns = (Column("selector_accuracy", "Selector acc.", "higher", 100, 2),)
     defaults = {
         "rank": 10,
         "buffer_size": 300,
@@ -47,13 +50,12 @@ class SAMCL(SAMStrategy):
 
     # ------------------------------------------------------------------ build
     def build(self) -> None:
-        want = self.tap_for(getattr(self.backbone, "name", ""))
-        if want != self.tap:
-            raise ValueError(f"{self.method_name} on {self.backbone.name} needs features at {want!r}, "
-                             f"but the strategy is fed {self.tap!r}")
         cfg = config_for_backbone(self.backbone, rank=int(self.hp["rank"]),
                                   transposed_neck=bool(self.hp["transposed_neck"]),
                                   window_map=str(self.hp["window_map"]))
+        if cfg.tap != self.tap:  # tap_for knows the backbone by name only; the modules by its blocks
+            raise ValueError(f"{self.method_name} on {self.backbone.name} needs features at {cfg.tap!r}, "
+                             f"but the strategy is fed {self.tap!r}")
         self.module_set = ModuleSet(cfg).attach(self.backbone.encoder_blocks)
         self.selector = ModuleSelector(cfg.width, len(self.domain_names))
         self.buffer = FeatureBuffer(int(self.hp["buffer_size"]))
@@ -180,7 +182,7 @@ class SAMCL(SAMStrategy):
 
     # ------------------------------------------------------------------ accounting
     def storage(self) -> Dict[str, int]:
-        from benchmark.storage import module_bytes
+        from benchmark.core.storage import module_bytes
 
         out = {"module_set": module_bytes(self.module_set.aug) if len(self.module_set.aug) else 0,
                "selector": module_bytes(self.selector),

@@ -1,0 +1,40 @@
+"""``cache``: precompute the feature cache of a config's stream at the taps its methods use."""
+from __future__ import annotations
+
+from benchmark.cli.options import add_run_options, run_config
+
+HELP = "precompute the feature cache of a config's stream"
+
+
+def add_arguments(p) -> None:
+    add_run_options(p)
+    p.add_argument("--taps", default=None,
+                   help="comma-separated taps (default: the taps the config's methods use)")
+    p.add_argument("--clear", action="store_true", help="delete every cache entry and exit")
+
+
+def main(args) -> int:
+    from benchmark.engine.context import prepare
+    from benchmark.engine.feature_cache import FeatureCache
+    from benchmark.engine.resolve import resolve
+    from benchmark.engine.run import resolve_methods
+    from scenarios.config import load_stream_config
+
+    cfg = run_config(args)
+    if args.clear:
+        removed = FeatureCache(cfg.cache_dir).clear()
+        print(f"removed {removed} cache entr{'y' if removed == 1 else 'ies'} from {cfg.cache_dir}")
+        return 0
+    if args.taps:
+        taps = [t.strip() for t in args.taps.split(",") if t.strip()]
+    else:
+        stream_cfg = load_stream_config(cfg.stream, cfg.stream_overrides)
+        taps = sorted({resolve(cfg, stream_cfg, m, cfg.seeds[0]).tap for m in resolve_methods(cfg)})
+    ctx = prepare(cfg)
+    for tap in taps:
+        if tap not in ctx.backbone.taps:
+            raise ValueError(f"backbone {cfg.backbone} has no tap {tap!r} "
+                             f"(taps: {', '.join(ctx.backbone.taps)})")
+        ctx.views_at(tap)
+        print(f"cached tap {tap} for {len(ctx.stream.domain_names)} domains in {cfg.cache_dir}/")
+    return 0

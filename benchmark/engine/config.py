@@ -1,0 +1,97 @@
+"""Run configuration: a YAML file (default: benchmark/configs/default.yaml) plus dotted overrides."""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Union
+
+from scenarios.fileio import ConfigError, parse_value, read_yaml_mapping, set_dotted
+
+DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
+
+
+@dataclass
+class RunConfig:
+    stream: str = "synthetic"
+    stream_overrides: Dict[str, Any] = field(default_factory=dict)
+    backbone: str = "sam_small"
+    checkpoint: Optional[str] = "auto"
+    methods: Union[str, List[str]] = "all"
+    seeds: List[int] = field(default_factory=lambda: [1234])
+    device: str = "auto"
+    output: str = "results"
+    cache_dir: str = "cache/features"
+    cache_dtype: str = "float32"
+    num_workers: int = 0
+    progress: bool = True
+    hparams: Dict[str, Any] = field(default_factory=dict)
+    method_hparams: Dict[str, Dict[str, Any]] = field(default_factory=dict)
+    method_modules: List[str] = field(default_factory=list)
+    resume: bool = True                # continue a killed run from its last finished domain
+    deterministic: bool = False        # torch.use_deterministic_algorithms (GPU: see docs/scaling.md)
+    precision: str = "fp32"            # fp32 | bf16 (autocast; GPU, or a CPU with native bf16)
+    channels_last: bool = False        # channels-last tensors (a GPU speed option)
+    tensorboard: Optional[str] = None  # a folder for TensorBoard scalars (needs `tensorboard`)
+    source: str = "<defaults>"
+    #: the dotted keys given on the command line (--set and the named options), for provenance
+    overridden: List[str] = field(default_factory=list, metadata={"internal": True})
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self)
+                if not f.metadata.get("internal")}
+
+    def origin(self, dotted: str) -> str:
+        """Where the value at ``dotted`` came from: ``--set`` or the config file."""
+        keys = dotted.split(".")
+        given = any(k.split(".") == keys[:len(k.split("."))] for k in self.overridden)
+        return "--set" if given else f"run config {Path(self.source).name}"
+
+
+def load_run_config(path: Optional[str] = None, overrides: Optional[Dict[str, Any]] = None) -> RunConfig:
+    """Load a run config; ``overrides`` maps dotted keys (``method_hparams.lora.rank``) to values."""
+    source = Path(path) if path else DEFAULT_CONFIG
+    if not source.is_file():
+        raise ConfigError(f"config file not found: {source}")
+    data = read_yaml_mapping(source, ConfigError)
+    for key, value in (overrides or {}).items():
+        set_dotted(data, key, value, "override")
+    known = {f.name: f for f in fields(RunConfig)}
+    for key in data:
+        if key not in known or key in ("source", "overridden"):
+            raise ConfigError(f"{source}: unknown field {key!r}; known: "
+                              f"{', '.join(k for k in known if k not in ('source', 'overridden'))}")
+    cfg = RunConfig(**data, source=str(source), overridden=sorted(overrides or {}))
+    _validate(cfg, str(source))
+    return cfg
+
+
+def _validate(cfg: RunConfig, source: str) -> None:
+    def need(cond: bool, field_name: str, what: str) -> None:
+        if not cond:
+            raise ConfigError(f"{source}: field {field_name!r} {what}")
+
+    if isinstance(cfg.seeds, int):
+        cfg.seeds = [cfg.seeds]
+    need(isinstance(cfg.seeds, list) and cfg.seeds and all(isinstance(s, int) for s in cfg.seeds),
+         "seeds", "must be a non-empty list of integers")
+    if isinstance(cfg.methods, str) and cfg.methods != "all":
+        cfg.methods = [m.strip() for m in cfg.methods.split(",") if m.strip()]
+    need(cfg.methods == "all" or (isinstance(cfg.methods, list) and cfg.methods),
+         "methods", "must be 'all' or a non-empty list of method names")
+    if isinstance(cfg.methods, list):
+        twice = sorted({m for m in cfg.methods if cfg.methods.count(m) > 1})
+        need(not twice, "methods", f"names {', '.join(map(repr, twice))} more than once")
+    need(cfg.cache_dtype in ("float32", "float16"), "cache_dtype", "must be float32 or float16")
+    need(isinstance(cfg.hparams, dict), "hparams", "must be a mapping")
+    need(isinstance(cfg.method_hparams, dict) and all(isinstance(v, dict) for v in cfg.method_hparams.values()),
+         "method_hparams", "must map method names to mappings")
+    need(isinstance(cfg.stream_overrides, dict), "stream_overrides", "must be a mapping")
+    need(isinstance(cfg.num_workers, int) and cfg.num_workers >= 0, "num_workers", "must be an integer >= 0")
+    for name in ("resume", "deterministic", "channels_last", "progress"):
+        need(isinstance(getattr(cfg, name), bool), name, "must be true or false")
+    need(cfg.precision in ("fp32", "bf16"), "precision", "must be fp32 or bf16")
+    need(cfg.tensorboard is None or (isinstance(cfg.tensorboard, str) and cfg.tensorboard),
+         "tensorboard", "must be a folder path or null")
+    if cfg.checkpoint is not None and str(cfg.checkpoint).lower() == "none":
+        cfg.checkpoint = None

@@ -1,0 +1,210 @@
+"""A run: one method with one seed over the domain stream, as explicit phases.
+
+Row 0 of every score matrix is the method before any training (zero-shot); row t is after training
+the t-th domain. Every row evaluates every domain: trained, not yet trained and evaluation-only.
+A run saves its state at each domain boundary (``resume.py``) and continues from there when started
+again with the same command; under torchrun it trains and evaluates on every process and only
+rank 0 writes (``benchmark/core/distributed.py``). Progress bars and TensorBoard are observers.
+"""
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from benchmark.core import distributed
+from benchmark.core.registry import list_methods, load_module
+from benchmark.core.storage import StorageLedger
+from benchmark.engine import resume
+from benchmark.engine.config import RunConfig
+from benchmark.engine.context import RunContext, prepare, seed_everything
+from benchmark.engine.evaluator import evaluate_sharded, stack_rows
+from benchmark.engine.observers import Observer, default_observers
+from benchmark.engine.resolve import Resolved, check_names, resolve
+from benchmark.reporting.records import RunRecord, write_record
+from scenarios.stream import to_avalanche
+
+REPO_DIR = Path(__file__).resolve().parents[2]
+
+
+class Run:
+    """``Run(ctx, cfg, method, seed).execute()`` -> the RunRecord (not yet written)."""
+
+    def __init__(self, ctx: RunContext, cfg: RunConfig, method: str, seed: int,
+                 observers: Sequence[Observer] = ()):
+        self.ctx, self.cfg, self.method, self.seed = ctx, cfg, method, seed
+        self.stream = ctx.stream
+        self.observers = list(observers)
+        self.resolved: Resolved = resolve(cfg, ctx.stream_cfg, method, seed)
+        self.run_id = self.resolved.run_id
+        self.state_dir = resume.state_dir(cfg.output, self.run_id)
+        self.rows: List[Dict[str, List[float]]] = []
+        self.train_times: List[float] = []
+        self.eval_times: List[float] = []
+        self.ledger = StorageLedger()
+        self.done, self.elapsed_before = 0, 0.0
+        self._pending_losses = None  # (first index, losses) of the last trained domain
+
+    def execute(self) -> RunRecord:
+        self.started = time.perf_counter()
+        self.views = self.ctx.views_at(self.resolved.tap)
+        self.build_strategy()
+        self._notify("on_start", self)
+        try:
+            if not self.restore():
+                self.evaluate_row()
+            for t in range(self.done, self.stream.trained):
+                self.train_domain(t)
+                self.evaluate_row()
+                self.checkpoint(t + 1)
+        finally:
+            self._notify("on_end", self)
+        return self.record()
+
+    # ------------------------------------------------------------------ phases
+    def build_strategy(self) -> None:
+        seed_everything(self.seed)  # after the cache: whether it was built must not change the run
+        train, test, general = self.views
+        strategy = self.resolved.cls(
+            backbone=copy.deepcopy(self.ctx.backbone), domain_names=list(self.stream.domain_names),
+            n_trained=self.stream.trained, hparams=self.resolved.hparams,
+            device=str(self.ctx.device), seed=self.seed)
+        strategy.model.to(self.ctx.device)
+        strategy.general_datasets = general
+        strategy.enable_precision(self.cfg.precision, self.cfg.channels_last)
+        self.strategy = strategy
+        self.experiences = list(to_avalanche(train, test).train_stream)
+
+    def restore(self) -> bool:
+        """Continue from a saved state of this run id, if resuming is on and one exists."""
+        state = resume.load_state(self.state_dir) if self.cfg.resume else None
+        if state is None:
+            return False
+        self.strategy.load_state_dict(state["strategy"])
+        self.rows, self.done = list(state["rows"]), int(state["domain"])
+        self.ledger = StorageLedger.from_dict(state["ledger"])
+        self.train_times, self.eval_times = list(state["train_times"]), list(state["eval_times"])
+        self.elapsed_before = float(state["elapsed"])
+        self.strategy.on_resume(self.experiences[:self.done])
+        resume.set_rng_state(state["rng"])
+        self._notify("on_resume", self, self.done)
+        return True
+
+    def train_domain(self, t: int) -> None:
+        start, first = time.perf_counter(), len(self.strategy.loss_history)
+        self.strategy.learn_domain(self.experiences[t], t, num_workers=self.cfg.num_workers)
+        self.train_times.append(time.perf_counter() - start)
+        self._notify("on_images", len(self.views[0][t]))
+        self.ledger.record(self.stream.domain_names[t], self.strategy.storage())
+        self._pending_losses = (first, self.strategy.loss_history[first:])
+
+    def evaluate_row(self) -> None:
+        start = time.perf_counter()
+        row = evaluate_sharded(self.strategy, self.views[1],
+                               batch_size=int(self.strategy.hp["eval_batch_size"]),
+                               num_workers=self.cfg.num_workers, progress=_Progress(self))
+        self.eval_times.append(time.perf_counter() - start)
+        self._notify("on_row", self, len(self.rows), row)
+        self.rows.append(row)
+        pending, self._pending_losses = self._pending_losses, None
+        if pending is not None:
+            self._notify("on_losses", self, *pending)
+
+    def checkpoint(self, done: int) -> None:
+        """Save the state after ``done`` domains (not after the last: the record follows)."""
+        if done >= self.stream.trained or not distributed.is_main():
+            return
+        resume.save_state(self.state_dir, {
+            "run_id": self.run_id, "domain": done, "rows": self.rows,
+            "ledger": self.ledger.to_dict(), "train_times": self.train_times,
+            "eval_times": self.eval_times, "elapsed": self._elapsed(),
+            "strategy": self.strategy.state_dict(), "rng": resume.rng_state()})
+
+    def record(self) -> RunRecord:
+        s, strategy, trained = self.stream, self.strategy, self.stream.trained
+        epochs = int(strategy.hp["epochs"])
+        train, test, _ = self.views
+        timing = {"cache_build": self.ctx.cache_seconds, "train": self.train_times,
+                  "eval": self.eval_times, "train_total": float(sum(self.train_times)),
+                  "total": self._elapsed(),
+                  # for images per second: training images x epochs per domain, images per row
+                  "train_images": [len(train[t]) * epochs for t in range(trained)],
+                  "eval_images": sum(len(ds) for ds in test)}
+        extra = dict(strategy.extra_record())
+        extra.update(loss_history=list(strategy.loss_history), run_id=self.run_id,
+                     world_size=distributed.world_size(), backend=distributed.backend())
+        return RunRecord.create(
+            method=self.method, backbone=self.cfg.backbone,
+            stream={"name": self.ctx.stream_cfg.name, "domains": list(s.domain_names),
+                    "trained": trained, "eval_only": list(s.domain_names[trained:])},
+            seed=self.seed, matrices={k: v.tolist() for k, v in stack_rows(self.rows).items()},
+            device=self.ctx.device, repo_dir=REPO_DIR, config=self.cfg.to_dict(),
+            hparams=strategy.hp, storage=self.ledger.to_dict(), timing=timing, extra=extra,
+            columns=[c.to_dict() for c in strategy.report_columns])
+
+    # ------------------------------------------------------------------ helpers
+    def _elapsed(self) -> float:
+        return self.elapsed_before + time.perf_counter() - self.started
+
+    def _notify(self, hook: str, *args) -> None:
+        for observer in self.observers:
+            getattr(observer, hook)(*args)
+
+
+class _Progress:
+    """What the evaluator updates per batch: forwards image counts to the run's observers."""
+
+    def __init__(self, run: Run):
+        self.run = run
+
+    def update(self, n: int) -> None:
+        self.run._notify("on_images", n)
+
+
+def finish_run(ctx: RunContext, cfg: RunConfig, record: RunRecord) -> Optional[Path]:
+    """Rank 0 writes the record, then removes the run's saved state; returns the record's path."""
+    path = None
+    if distributed.is_main():
+        path = write_record(record, cfg.output)
+        resume.clear_state(resume.state_dir(cfg.output, record.extra["run_id"]))
+        iou = np.asarray(record.matrices["iou"], dtype=float)
+        T = ctx.stream.trained
+        print(f"  {record.method:<18s} seed {record.seed}: final mIoU {np.nanmean(iou[T, :T]):.3f}"
+              f"  ({record.timing['total']:.1f} s)  -> {path}", flush=True)
+    distributed.barrier()
+    return path
+
+
+def resolve_methods(cfg: RunConfig) -> List[str]:
+    """The method names ``cfg`` asks for, after importing its extra method modules; unknown names
+    (in ``methods``, ``method_hparams``) and hyper-parameters no method has are errors."""
+    for module in cfg.method_modules:
+        load_module(module)
+    known = list_methods()
+    methods = known if cfg.methods == "all" else list(cfg.methods)
+    unknown = [m for m in methods if m not in known]
+    if unknown:
+        raise ValueError(f"unknown method(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    check_names(cfg, methods)
+    return methods
+
+
+def run_benchmark(cfg: RunConfig, progress: Optional[bool] = None) -> List[Path]:
+    """Run every (method, seed) of ``cfg``; write one record each into ``cfg.output`` (rank 0)."""
+    progress = cfg.progress if progress is None else progress
+    methods = resolve_methods(cfg)
+    ctx = prepare(cfg)
+    written = []
+    try:
+        for method in methods:
+            for seed in cfg.seeds:
+                run = Run(ctx, cfg, method, seed, default_observers(cfg, progress))
+                path = finish_run(ctx, cfg, run.execute())
+                if path is not None:
+                    written.append(path)
+    finally:
+        distributed.teardown()
+    return written

@@ -1,0 +1,448 @@
+"""Leaderboard tables and heatmaps, always regenerated from run records.
+
+One row per (method, backbone, stream): mean ± std over seeds (sample std, ddof = 1; a single
+seed shows the mean alone). IoU/Dice-based columns are in points (x100); MAE is a fraction of
+pixels; storage is MB = 2**20 bytes. Renderers: terminal (tabulate "simple"), markdown (tabulate
+"github"), CSV (numbers, mean and std columns) and LaTeX (booktabs via pandas' Styler).
+"""
+from __future__ import annotations
+
+import json
+import math
+import sys
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+from tabulate import tabulate
+
+from benchmark.reporting.metrics import SCORE_HIGHER_IS_BETTER, metric_direction, summarize
+from benchmark.reporting.records import RunRecord, load_records, safe_name, tagged_name
+from benchmark.core.storage import StorageLedger
+from benchmark.reporting.columns import Column
+from scenarios.fileio import atomic_path, atomic_write_text
+
+ARROW = {"higher": "↑", "lower": "↓"}
+GROUP = ["method", "backbone", "stream"]
+FORMATS = ("terminal", "markdown", "csv", "latex")
+
+
+
+COLUMNS: tuple[Column, ...] = (
+    Column("AA_iou", "AA mIoU", metric_direction("AA"), 100, 2),
+    Column("FM_samcl_iou", "FM (SAMCL)", metric_direction("FM_samcl"), 100, 2),
+    Column("BWT_iou", "BWT", metric_direction("BWT"), 100, 2),
+    Column("forgetting_iou", "Forgetting", metric_direction("forgetting"), 100, 2),
+    Column("FWT_iou", "FWT", metric_direction("FWT"), 100, 2),
+    Column("FT_samcl_iou", "FT (SAMCL)", metric_direction("FT_samcl"), 100, 2),
+    Column("zero_shot_iou", "Zero-shot mIoU", metric_direction("zero_shot"), 100, 2),
+    Column("eval_only_final_iou", "Eval-only mIoU", metric_direction("eval_only_final"), 100, 2),
+    Column("AA_dice", "AA Dice", metric_direction("AA"), 100, 2),
+    Column("AA_mae", "AA MAE", metric_direction("AA", higher_is_better=False), 1, 4),
+    Column("storage_mb", "Storage MB", "lower", 1, 3),
+    Column("train_time_s", "Train time (s)", "lower", 1, 1),
+)
+
+
+def header(col: Column) -> str:
+    return f"{col.label} {ARROW[col.direction]}"
+
+
+# --------------------------------------------------------------------------------------------
+# Numbers
+# --------------------------------------------------------------------------------------------
+
+def summarize_record(record: RunRecord) -> dict[str, float]:
+    """Flat metrics of one record: ``<metric>_<score>`` for every score matrix, plus storage_mb,
+    train_time_s and the values of the columns the record's method contributes (NaN where absent)."""
+    out: dict[str, float] = {}
+    for score in record.matrices:
+        values = summarize(record.matrix(score), record.trained, SCORE_HIGHER_IS_BETTER[score])
+        out.update({f"{name}_{score}": v for name, v in values.items()})
+    out["storage_mb"] = _storage_mb(record.storage)
+    out["train_time_s"] = _train_time(record.timing)
+    for col in record_columns([record]):
+        out[col.key] = _number(record.extra.get(col.key))
+    return out
+
+
+def record_columns(records: Sequence[RunRecord]) -> list[Column]:
+    """The columns the records' methods contribute, in first-seen order (a key once)."""
+    seen: dict[str, Column] = {}
+    for r in records:
+        for spec in r.columns:
+            col = Column.from_dict(spec)
+            if col.key not in seen and col.key not in {c.key for c in COLUMNS}:
+                seen[col.key] = col
+    return list(seen.values())
+
+
+def _number(value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return float("nan")
+    return float(value)
+
+
+def _storage_mb(storage: dict) -> float:
+    if not storage or not storage.get("entries"):
+        return float("nan")
+    return StorageLedger.from_dict(storage).final_total_mb()
+
+
+def _train_time(timing: dict) -> float:
+    train = timing.get("train") if timing else None
+    if isinstance(train, list):
+        return float(sum(_number(t) for t in train)) if train else float("nan")
+    return _number(train)
+
+
+def table_labels(records: Sequence[RunRecord]) -> list[str]:
+    """The name each record is tabled under: the method, tagged with a precision other than fp32
+    and with the hyper-parameters that differ between records of the same method, backbone and
+    stream (``lora [rank=4]`` beside ``lora [rank=10]``), so that different settings are never
+    averaged as if they were more seeds."""
+    groups: dict[tuple, list[int]] = {}
+    for i, r in enumerate(records):
+        groups.setdefault((r.method_label, r.backbone, r.stream_name), []).append(i)
+    labels = [r.method_label for r in records]
+    for members in groups.values():
+        settings = [records[i].hparams or {} for i in members]
+        names = sorted({k for s in settings for k in s})
+        differing = [k for k in names if len({json.dumps(s.get(k), sort_keys=True, default=str)
+                                              for s in settings}) > 1]
+        if not differing:
+            continue
+        for i, s in zip(members, settings):
+            labels[i] = tagged_name(records[i].method, records[i].precision_tags
+                                    + [f"{k}={s.get(k)}" for k in differing])
+    return labels
+
+
+def leaderboard_frame(records: Sequence[RunRecord]) -> pd.DataFrame:
+    """Numbers (unscaled): method (``table_labels``), backbone, stream, seeds, then
+    ``<key>_mean`` / ``<key>_std`` per column; sorted by AA mIoU descending."""
+    rows = []
+    for r, label in zip(records, table_labels(records)):
+        rows.append({"method": label, "backbone": r.backbone, "stream": r.stream_name,
+                     "seed": r.seed, **summarize_record(r)})
+    columns = list(COLUMNS) + record_columns(records)
+    keys = [c.key for c in columns]
+    if not rows:
+        return pd.DataFrame(columns=GROUP + ["seeds"] + [f"{k}_{s}" for k in keys
+                                                         for s in ("mean", "std")])
+    df = pd.DataFrame(rows)
+    for k in keys:
+        if k not in df:
+            df[k] = np.nan
+    grouped = df.groupby(GROUP, sort=False)
+    mean = grouped[keys].mean().add_suffix("_mean")
+    std = grouped[keys].std(ddof=1).add_suffix("_std")
+    seeds = grouped["seed"].nunique().rename("seeds")
+    out = pd.concat([seeds, mean, std], axis=1).reset_index()
+    out = out.sort_values("AA_iou_mean", ascending=False, na_position="last", kind="stable")
+    out = out.reset_index(drop=True)
+    out.attrs["columns"] = columns
+    return out
+
+
+def _columns_shown(frame: pd.DataFrame) -> list[Column]:
+    columns = frame.attrs.get("columns", COLUMNS)
+    return [c for c in columns if not c.optional or frame[f"{c.key}_mean"].notna().any()]
+
+
+def _show_stream(frame: pd.DataFrame) -> bool:
+    return frame["stream"].nunique() > 1
+
+
+def _cell(mean: float, std: float, col: Column, pm: str = "±") -> str:
+    if mean is None or not math.isfinite(mean):
+        return "–"
+    text = f"{mean * col.scale:.{col.decimals}f}"
+    if std is not None and math.isfinite(std):
+        text += f" {pm} {std * col.scale:.{col.decimals}f}"
+    return text
+
+
+def display_frame(frame: pd.DataFrame, pm: str = "±") -> pd.DataFrame:
+    """Strings for printing: "mean ± std" cells, headers with their direction arrow."""
+    cols = _columns_shown(frame)
+    out = pd.DataFrame({"Method": frame["method"], "Backbone": frame["backbone"]})
+    if _show_stream(frame):
+        out["Stream"] = frame["stream"]
+    for c in cols:
+        out[header(c)] = [_cell(m, s, c, pm) for m, s in
+                          zip(frame[f"{c.key}_mean"], frame[f"{c.key}_std"])]
+    out["Seeds"] = frame["seeds"].astype(int)
+    return out
+
+
+def caption(records: Sequence[RunRecord]) -> str:
+    streams = {}
+    for r in records:
+        streams.setdefault(r.stream_name, r)
+    parts = []
+    for name, r in streams.items():
+        trained = " → ".join(r.domains[:r.trained])
+        ev = ", ".join(r.domains[r.trained:]) or "none"
+        parts.append(f"stream {name!r}: {trained} (evaluation-only: {ev})")
+    return ("; ".join(parts) + ". "
+            "Mean ± std over seeds (sample std; one seed shows the mean only). "
+            "IoU-based columns and AA Dice in points (×100); AA MAE as a fraction of pixels. "
+            "AA, FM and FT as SAMCL defines them; BWT and FWT (b = zero-shot) as Lopez-Paz & "
+            "Ranzato, Forgetting as Chaudhry; evaluation-only domains are left out of every "
+            "average except Eval-only mIoU (final). Storage: MB (2^20 bytes) kept beyond the "
+            "frozen backbone after the last domain; train time: sum over domains. "
+            "↑ / ↓: higher / lower is better.")
+
+
+def per_domain_frame(records: Sequence[RunRecord], score: str = "iou") -> pd.DataFrame:
+    """Final score (row T) per domain, mean over seeds, in display units (x100 for IoU/Dice);
+    rows are (method, backbone, stream), evaluation-only domains are suffixed " (eval)"."""
+    rows, order = [], {}
+    for r, method in zip(records, table_labels(records)):
+        if score not in r.matrices:
+            continue
+        final = r.matrix(score)[r.trained]
+        row = {"method": method, "backbone": r.backbone, "stream": r.stream_name}
+        for j, name in enumerate(r.domains):
+            label = name if j < r.trained else f"{name} (eval)"
+            order.setdefault(label, None)
+            row[label] = final[j] * (1 if score == "mae" else 100)
+        rows.append(row)
+    if not rows:
+        return pd.DataFrame(columns=GROUP)
+    df = pd.DataFrame(rows)
+    out = df.groupby(GROUP, sort=False)[list(order)].mean().reset_index()
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Renderers
+# --------------------------------------------------------------------------------------------
+
+def render_terminal(records: Sequence[RunRecord]) -> str:
+    if not records:
+        return "(no run records)"
+    table = tabulate(display_frame(leaderboard_frame(records)), headers="keys",
+                     tablefmt="simple", showindex=False, disable_numparse=True)
+    return table + "\n\n" + textwrap.fill(caption(records), width=100)
+
+
+def render_markdown(records: Sequence[RunRecord]) -> str:
+    table = tabulate(display_frame(leaderboard_frame(records)), headers="keys",
+                     tablefmt="github", showindex=False, disable_numparse=True)
+    return table + "\n\n" + caption(records) + "\n"
+
+
+def render_csv(records: Sequence[RunRecord]) -> str:
+    """Numbers in display units (x100 for IoU/Dice-based columns); mean and std columns."""
+    frame = leaderboard_frame(records)
+    out = frame[GROUP + ["seeds"]].copy()
+    for c in _columns_shown(frame):
+        for stat in ("mean", "std"):
+            out[f"{header(c)} {stat}"] = (frame[f"{c.key}_{stat}"] * c.scale).round(6)
+    return out.to_csv(index=False)
+
+
+def _latex_escape(text: str) -> str:
+    repl = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
+            "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
+            "^": r"\textasciicircum{}"}
+    text = "".join(repl.get(ch, ch) for ch in str(text))
+    for sym, tex in (("±", r"$\pm$"), ("↑", r"$\uparrow$"), ("↓", r"$\downarrow$"),
+                     ("×", r"$\times$"), ("→", r"$\rightarrow$"), ("–", "--")):
+        text = text.replace(sym, tex)
+    return text
+
+
+def render_latex(records: Sequence[RunRecord]) -> str:
+    disp = display_frame(leaderboard_frame(records))
+    n_text = 3 if "Stream" in disp.columns else 2
+    disp = disp.astype(str).map(_latex_escape)
+    disp.columns = [_latex_escape(c) for c in disp.columns]
+    styler = disp.style.hide(axis="index")
+    return styler.to_latex(hrules=True, caption=_latex_escape(caption(records)),
+                           column_format="l" * n_text + "r" * (disp.shape[1] - n_text),
+                           label="tab:leaderboard", position_float="centering")
+
+
+def _write(path: Path, text: str) -> Path:
+    atomic_write_text(path, text)
+    return path
+
+
+def write_tables(records: Sequence[RunRecord], out_dir: str | Path,
+                 formats: Iterable[str] = FORMATS, per_domain: bool = True) -> dict[str, Path]:
+    """Write the leaderboard in each format (leaderboard.{txt,md,csv,tex}) and, with
+    ``per_domain``, the final IoU per domain (per_domain_iou.{md,csv}); return name -> path."""
+    out_dir = Path(out_dir)
+    formats = list(formats)
+    unknown = set(formats) - set(FORMATS)
+    if unknown:
+        raise ValueError(f"unknown table format(s) {sorted(unknown)}; choose from {FORMATS}")
+    renderers = {"terminal": ("leaderboard.txt", render_terminal),
+                 "markdown": ("leaderboard.md", render_markdown),
+                 "csv": ("leaderboard.csv", render_csv),
+                 "latex": ("leaderboard.tex", render_latex)}
+    written = {}
+    for fmt in formats:
+        name, fn = renderers[fmt]
+        text = fn(records)
+        written[fmt] = _write(out_dir / name, text if text.endswith("\n") else text + "\n")
+    if per_domain:
+        frame = per_domain_frame(records, "iou")
+        if "markdown" in formats or "terminal" in formats:
+            md = tabulate(frame, headers="keys", tablefmt="github", showindex=False,
+                          floatfmt=".2f")
+            note = "\n\nFinal IoU (x100) per domain after the last trained domain, mean over seeds.\n"
+            written["per_domain_markdown"] = _write(out_dir / "per_domain_iou.md", md + note)
+        if "csv" in formats:
+            written["per_domain_csv"] = _write(out_dir / "per_domain_iou.csv",
+                                               frame.round(6).to_csv(index=False))
+    return written
+
+
+# --------------------------------------------------------------------------------------------
+# Heatmaps
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class MatrixView:
+    """A score matrix with its labels (one record's, or the mean over seeds)."""
+    matrix: np.ndarray
+    domains: list[str]
+    trained: int
+    title: str
+    score: str = "iou"
+
+
+def mean_matrix(records: Sequence[RunRecord], score: str = "iou",
+                label: str | None = None) -> MatrixView:
+    """Element-wise mean over records that share the same domain order (``label``: the method's
+    name in the title, default ``method_label``)."""
+    if not records:
+        raise ValueError("mean_matrix needs at least one record")
+    first = records[0]
+    for r in records[1:]:
+        if r.domains != first.domains or r.trained != first.trained:
+            raise ValueError(f"cannot average R matrices with different domain orders "
+                             f"({first.domains} vs {r.domains})")
+    stacked = np.stack([r.matrix(score) for r in records])
+    seeds = ", ".join(str(r.seed) for r in records)
+    return MatrixView(stacked.mean(axis=0), first.domains, first.trained,
+                      f"{label or first.method_label} / {first.backbone} / {first.stream_name}\n"
+                      f"mean over seeds {seeds}", score)
+
+
+def _view(obj: RunRecord | MatrixView, score: str) -> MatrixView:
+    if isinstance(obj, MatrixView):
+        return obj
+    return MatrixView(obj.matrix(score), obj.domains, obj.trained,
+                      f"{obj.method_label} / {obj.backbone} / {obj.stream_name}\nseed {obj.seed}", score)
+
+
+def plot_matrix(record_or_mean: RunRecord | MatrixView, metric: str = "iou",
+                path: str | Path = "heatmap.png") -> Path:
+    """PNG heatmap of R: rows zero-shot + after each trained domain, columns the domains
+    (evaluation-only ones marked), values annotated (x100 for IoU/Dice)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    view = _view(record_or_mean, metric)
+    scale, fmt = (1, "{:.3f}") if metric == "mae" else (100, "{:.1f}")
+    data = np.asarray(view.matrix, dtype=float) * scale
+    rows = ["zero-shot"] + [f"after {d}" for d in view.domains[:view.trained]]
+    cols = [d if j < view.trained else f"{d}\n(eval-only)" for j, d in enumerate(view.domains)]
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.6 + 1.0 * len(cols)), 1.6 + 0.55 * len(rows)))
+    cmap = "viridis_r" if metric == "mae" else "viridis"
+    im = ax.imshow(np.ma.masked_invalid(data), cmap=cmap, aspect="auto")
+    finite = data[np.isfinite(data)]
+    mid = (finite.min() + finite.max()) / 2 if finite.size else 0.0
+    for i in range(data.shape[0]):
+        for j in range(data.shape[1]):
+            v = data[i, j]
+            text = fmt.format(v) if math.isfinite(v) else "–"
+            dark = (v < mid) != (metric == "mae") if math.isfinite(v) else False
+            ax.text(j, i, text, ha="center", va="center", fontsize=8,
+                    color="white" if dark else "black")
+    if view.trained < len(cols):
+        ax.axvline(view.trained - 0.5, color="red", linewidth=1.5)
+    ax.set_xticks(range(len(cols)), cols, fontsize=8, rotation=30, ha="right")
+    ax.set_yticks(range(len(rows)), rows, fontsize=8)
+    label = {"iou": "IoU (x100)", "dice": "Dice (x100)", "mae": "MAE"}.get(metric, metric)
+    ax.set_title(f"{view.title}, {label}", fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format=path.suffix.lstrip(".") or "png")
+    plt.close(fig)
+    return path
+
+
+def write_heatmaps(records: Sequence[RunRecord], out_dir: str | Path,
+                   metric: str = "iou") -> list[Path]:
+    """One heatmap per (method, backbone, stream): the mean over seeds when their domain orders
+    agree, else one per seed."""
+    groups: dict[tuple, list[RunRecord]] = {}
+    for r, label in zip(records, table_labels(records)):
+        if metric in r.matrices:
+            groups.setdefault((label, r.backbone, r.stream_name), []).append(r)
+    paths = []
+    for key, recs in groups.items():
+        stem = "__".join(safe_name(k) for k in key)
+        try:
+            views = [mean_matrix(sorted(recs, key=lambda r: r.seed), metric, label=key[0])]
+            names = [f"{stem}__{metric}.png"]
+        except ValueError:
+            views = recs
+            names = [f"{stem}__seed{r.seed}__{metric}.png" for r in recs]
+        for v, name in zip(views, names):
+            paths.append(plot_matrix(v, metric, Path(out_dir) / name))
+    return paths
+
+
+# --------------------------------------------------------------------------------------------
+# CLI entry (``python run_benchmark.py report``)
+# --------------------------------------------------------------------------------------------
+
+def dedup_records(records: Sequence[RunRecord]) -> list[RunRecord]:
+    """One record per run id (``extra.run_id``; the latest ``created`` wins), so result folders
+    merged from several machines count a run once. Records without a run id are all kept."""
+    latest: dict[str, RunRecord] = {}
+    out: list[RunRecord] = []
+    for rec in records:
+        rid = rec.extra.get("run_id")
+        if rid is None:
+            out.append(rec)
+        elif rid not in latest or rec.created > latest[rid].created:
+            latest[rid] = rec
+    return out + list(latest.values())
+
+
+def report_main(results_dirs: list[str], out_dir: str,
+                formats: Iterable[str] = FORMATS, heatmaps: bool = True) -> int:
+    """Load records, print the terminal table, write tables (and heatmaps); return an exit code."""
+    try:
+        records = dedup_records(load_records(results_dirs))
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not records:
+        print(f"no run records found in {', '.join(map(str, results_dirs))}", file=sys.stderr)
+        return 1
+    print(render_terminal(records))
+    written = write_tables(records, out_dir, formats)
+    if heatmaps:
+        hm = write_heatmaps(records, Path(out_dir) / "heatmaps")
+        if hm:
+            written["heatmaps"] = hm[0].parent
+    print(f"\n{len(records)} record(s); wrote:")
+    for name, path in written.items():
+        print(f"  {name}: {path}")
+    return 0
