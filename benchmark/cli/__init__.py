@@ -14,7 +14,7 @@ import os
 import sys
 from typing import List, Optional
 
-COMMANDS = {"run": "run", "grid": "grid", "report": "report", "cache": "cache",
+COMMANDS = {"run": "run", "grid": "grid", "report": "report", "cache": "cache", "prepare": "prepare",
             "points": "points",
             "list": "listing", "throughput": "throughput", "pretrain-small-sam": "pretrain_small_sam",
             "eval-small-sam": "eval_small_sam"}
