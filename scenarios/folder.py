@@ -52,6 +52,8 @@ class FolderSegmentationDataset(Dataset):
         pairs = _match_masks(image_dir, mask_dir)
         stored = _read_points_json(mask_dir / "points.json")
         self.points_file = mask_dir / "points.json" if stored is not None else None
+        #: the fingerprint of ``<root>/manifest.json`` when ``prepare`` wrote the folder, else None
+        self.manifest_fingerprint = read_manifest_fingerprint(self.root)
         if stored is None:
             log.warning("%s: no points.json; sampling points on the fly (run `python run_benchmark.py "
                         "points %s` to write them)", mask_dir, self.split_dir)
@@ -154,6 +156,19 @@ def _match_masks(image_dir: Path, mask_dir: Path) -> list[tuple[Path, Path]]:
     if skipped:
         log.warning("%s: skipping %d non-image file(s): %s", image_dir, len(skipped), ", ".join(skipped))
     return pairs
+
+
+def read_manifest_fingerprint(root: Path) -> str | None:
+    """The ``fingerprint`` of ``root/manifest.json`` (written by ``run_benchmark.py prepare``), or
+    None when the folder has no manifest."""
+    path = Path(root) / "manifest.json"
+    if not path.is_file():
+        return None
+    try:
+        fingerprint = json.loads(path.read_text()).get("fingerprint")
+    except (json.JSONDecodeError, AttributeError):
+        raise ValueError(f"{path}: not a prepare manifest (expected a JSON object with a fingerprint)") from None
+    return str(fingerprint) if fingerprint else None
 
 
 def _read_points_json(path: Path) -> dict | None:

@@ -136,6 +136,9 @@ class Run:
         extra = dict(strategy.extra_record())
         extra.update(loss_history=list(strategy.loss_history), run_id=self.run_id,
                      world_size=distributed.world_size(), backend=distributed.backend())
+        manifests = data_manifests(s)
+        if manifests:
+            extra["data_manifests"] = manifests
         return RunRecord.create(
             method=self.method, backbone=self.cfg.backbone,
             stream={"name": self.ctx.stream_cfg.name, "domains": list(s.domain_names),
@@ -152,6 +155,17 @@ class Run:
     def _notify(self, hook: str, *args) -> None:
         for observer in self.observers:
             getattr(observer, hook)(*args)
+
+
+def data_manifests(stream) -> Dict[str, str]:
+    """Domain -> fingerprint of the ``prepare`` manifest of the folder it was read from (folders
+    without a manifest, such as the synthetic stream's, are left out)."""
+    out = {}
+    for ds in stream.train_datasets + stream.test_datasets + stream.general_datasets:
+        fingerprint = getattr(ds, "manifest_fingerprint", None)
+        if fingerprint:
+            out[ds.domain_name] = fingerprint
+    return out
 
 
 class _Progress:
