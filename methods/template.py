@@ -182,6 +182,9 @@ class SAMStrategy(SupervisedTemplate):
         #: but a method may keep samples of them (SAMCL's selector buffer). Set by the runner.
         self.general_datasets: list = []
         self.precision = "fp32"          # "bf16": autocast (see enable_precision)
+        #: how low-res logits reach the mask size (loss and scores) and which IoU term the loss
+        #: has; the run's protocol sets them (benchmark/engine/protocol.py, configure_evaluation)
+        self.upscale_mode, self.iou_loss = "bilinear", "project"
         self.channels_last = False
         self._ddp: Optional[nn.Module] = None
 
@@ -398,10 +401,29 @@ class SAMStrategy(SupervisedTemplate):
                 return self._ddp(self.mbatch)
             return self.run_model(self.mbatch)
 
+    def configure_evaluation(self, upscale: str = "bilinear", iou_loss: str = "project") -> None:
+        """The protocol's evaluation settings: ``upscale`` (bilinear | nearest) and ``iou_loss``
+        (project | reference, see ``benchmark.core.losses.sam_loss``)."""
+        if upscale not in ("bilinear", "nearest") or iou_loss not in ("project", "reference"):
+            raise ValueError(f"upscale must be bilinear or nearest and iou_loss project or "
+                             f"reference, got {upscale!r} and {iou_loss!r}")
+        self.upscale_mode, self.iou_loss = upscale, iou_loss
+
+    def upscale(self, low_res: torch.Tensor) -> torch.Tensor:
+        """Low-res logits -> logits at the mask size: the one place that decides how, for the loss
+        and for every score (the evaluator calls it). Bilinear (the backbone's own, as SAM's
+        post-processing) unless the protocol asks for nearest (the SAMCL reference's vendored
+        segment_anything)."""
+        if self.upscale_mode == "bilinear":
+            return self.backbone.upscale(low_res)
+        size = int(self.backbone.image_size)
+        return torch.nn.functional.interpolate(low_res, (size, size), mode="nearest")
+
     def criterion(self):
         low_res, iou_pred = self.mb_output
-        logits = self.backbone.upscale(low_res.float())
-        loss = sam_loss(logits, iou_pred.float(), self.mb_y, dice_weight=float(self.hp["dice_weight"]))
+        logits = self.upscale(low_res.float())
+        loss = sam_loss(logits, iou_pred.float(), self.mb_y, dice_weight=float(self.hp["dice_weight"]),
+                        iou_loss=self.iou_loss)
         # The loss sums over the batch; DDP averages gradients over the W processes, so each
         # process's share is scaled by W to give the gradient of the global batch's sum.
         return loss * self.world_size if self._ddp is not None else loss

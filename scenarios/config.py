@@ -68,6 +68,9 @@ class StreamConfig:
     prompts: Prompts = field(default_factory=Prompts)
     eval_only: list[EvalDomainSpec] = field(default_factory=list)
     order_seed: int | None = None  # seeded shuffle of the trained domains' order
+    #: a split every trained domain trains on instead of its own ``train`` (``test``: the SAMCL
+    #: ViT-B script's training on the test images; docs/protocol.md). None: each domain's own.
+    train_split: str | None = None
     synthetic: SyntheticSpec | None = None
     source: str = field(default="", metadata={"internal": True})  # the YAML file it came from
 
@@ -79,7 +82,10 @@ class StreamConfig:
         return domains
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(self)
+        if out["train_split"] is None:  # unset, it leaves the dict (and so every run id) as before
+            del out["train_split"]
+        return out
 
 
 def available_streams() -> list[str]:
@@ -172,6 +178,8 @@ def _validate(cfg: StreamConfig, src: str) -> None:
         fail(f"mask_reading must be 'threshold' or 'reference', got {cfg.mask_reading!r}")
     if not 0 < cfg.mask_threshold <= 255:
         fail(f"mask_threshold must be in 1..255, got {cfg.mask_threshold}")
+    if cfg.train_split is not None and not cfg.train_split.strip():
+        fail("train_split must name a split folder (e.g. test) or be null")
     if cfg.prompts.num_points < 1:
         fail(f"prompts.num_points must be at least 1, got {cfg.prompts.num_points}")
     if not cfg.domains:

@@ -46,7 +46,8 @@ def build_domain_stream(cfg: StreamConfig, progress: bool = True) -> DomainStrea
     trained = cfg.ordered_domains()
     train, test, general = [], [], []
     for i, spec in enumerate(trained):
-        train.append(FolderSegmentationDataset(root(spec), spec.train, domain_index=i, domain_name=spec.name, **common))
+        split = spec.train if cfg.train_split is None else cfg.train_split
+        train.append(FolderSegmentationDataset(root(spec), split, domain_index=i, domain_name=spec.name, **common))
         test.append(FolderSegmentationDataset(root(spec), spec.test, domain_index=i, domain_name=spec.name, **common))
     for j, spec in enumerate(cfg.eval_only, start=len(trained)):
         test.append(FolderSegmentationDataset(root(spec), spec.test, domain_index=j, domain_name=spec.name, **common))

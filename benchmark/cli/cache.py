@@ -18,7 +18,7 @@ def main(args) -> int:
     from benchmark.engine.feature_cache import FeatureCache
     from benchmark.engine.resolve import resolve
     from benchmark.engine.run import resolve_methods
-    from scenarios.config import load_stream_config
+    from benchmark.engine.protocol import stream_config
 
     cfg = run_config(args)
     if args.clear:
@@ -28,7 +28,7 @@ def main(args) -> int:
     if args.taps:
         taps = [t.strip() for t in args.taps.split(",") if t.strip()]
     else:
-        stream_cfg = load_stream_config(cfg.stream, cfg.stream_overrides)
+        stream_cfg = stream_config(cfg)
         taps = sorted({resolve(cfg, stream_cfg, m, cfg.seeds[0]).tap for m in resolve_methods(cfg)})
     ctx = prepare(cfg)
     for tap in taps:

@@ -41,15 +41,15 @@ def print_hparams(args) -> int:
 
     from benchmark.engine.resolve import resolve
     from benchmark.engine.run import resolve_methods
-    from scenarios.config import load_stream_config
+    from benchmark.engine.protocol import stream_config
 
     cfg = run_config(args)
     resolve_methods(cfg)  # imports --method-file modules
-    stream_cfg = load_stream_config(cfg.stream, cfg.stream_overrides)
+    stream_cfg = stream_config(cfg)
     r = resolve(cfg, stream_cfg, args.hparams, cfg.seeds[0])
     rows = [(k, repr(v), r.sources[k]) for k, v in sorted(r.hparams.items())]
     rows.append(("(tap)", r.tap, f"{r.cls.__name__}.tap_for({cfg.backbone!r})"))
     print(f"{args.hparams} on stream {stream_cfg.name!r} with backbone {cfg.backbone!r} "
-          f"(run config {cfg.source}):")
+          f"(protocol {cfg.protocol}, run config {cfg.source}):")
     print(tabulate(rows, headers=("hyper-parameter", "value", "from"), tablefmt="simple"))
     return 0

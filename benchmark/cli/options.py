@@ -27,6 +27,9 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stream", help="built-in stream name (synthetic, paper) or stream YAML path")
     p.add_argument("--backbone", help="sam_small, sam_vit_b, sam2.1_hiera_t, ...")
     p.add_argument("--checkpoint", help="auto, none or a path to the backbone's weights")
+    p.add_argument("--protocol", metavar="NAME",
+                   help="project (default) or samcl_reference: a named set of settings that "
+                        "reproduces another code base (benchmark/configs/protocols/, docs/protocol.md)")
     p.add_argument("--method-file", action="append", default=[],
                    help="a .py file or module that registers extra methods (repeatable)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -44,7 +47,7 @@ def run_config(args):
     from benchmark.engine.config import load_run_config
 
     overrides = parse_overrides(args.set)
-    for name in ("methods", "device", "output", "stream", "backbone", "checkpoint"):
+    for name in ("methods", "device", "output", "stream", "backbone", "checkpoint", "protocol"):
         value = getattr(args, name, None)
         if value is not None:
             overrides[name] = value

@@ -75,15 +75,35 @@ def hard_scores(logits: torch.Tensor, target: torch.Tensor) -> dict[str, torch.T
             "mae": (pred != gt).float().mean(1)}
 
 
+def reference_iou(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The SAMCL reference's IoU target (its ``calc_iou``) per image: the prediction is
+    ``logits >= 0.5`` (the raw logits, not the sigmoid: a quirk; the scores use logit > 0), and
+    IoU = intersection / (union + 1e-7), so an empty prediction of an empty mask gives 0."""
+    pred = (logits >= 0.5).flatten(1).to(logits.dtype)
+    gt = target.flatten(1)
+    inter = (pred * gt).sum(1)
+    union = pred.sum(1) + gt.sum(1) - inter
+    return inter / (union + 1e-7)
+
+
 def sam_loss(logits: torch.Tensor, iou_pred: torch.Tensor, masks: torch.Tensor,
-             dice_weight: float = 10.0) -> torch.Tensor:
+             dice_weight: float = 10.0, iou_loss: str = "project") -> torch.Tensor:
     """Loss of the SAMCL reference, summed over the batch: the paper's focal(alpha 0.8, gamma 2)
-    + 10 x dice + MSE(iou_pred, hard IoU).
+    + 10 x dice + an IoU term.
 
     ``logits`` (B,1,S,S) at mask resolution, ``iou_pred`` (B,1), ``masks`` (B,S,S) in {0,1}.
+    ``iou_loss``: ``project`` (the default): (iou_pred - hard IoU)^2 per image, the hard IoU of
+    logit > 0 with both empty counting 1; ``reference`` (the protocol ``samcl_reference``): the
+    reference's term, (iou_pred - :func:`reference_iou`)^2 / B per image.
     """
     target = masks.unsqueeze(1).to(logits.dtype)
     per_image = focal_loss(logits, target) + dice_weight * dice_loss(logits, target)
-    iou = hard_iou(logits.detach(), target)
-    per_image = per_image + (iou_pred.reshape(-1) - iou) ** 2
+    if iou_loss == "project":
+        iou = hard_iou(logits.detach(), target)
+        per_image = per_image + (iou_pred.reshape(-1) - iou) ** 2
+    elif iou_loss == "reference":
+        iou = reference_iou(logits.detach(), target)
+        per_image = per_image + (iou_pred.reshape(-1) - iou) ** 2 / logits.shape[0]
+    else:
+        raise ValueError(f"iou_loss must be project or reference, got {iou_loss!r}")
     return per_image.sum()

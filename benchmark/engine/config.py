@@ -6,6 +6,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
 
+from benchmark.engine.protocol import available_protocols
 from scenarios.fileio import ConfigError, parse_value, read_yaml_mapping, set_dotted
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
@@ -28,6 +29,7 @@ class RunConfig:
     hparams: Dict[str, Any] = field(default_factory=dict)
     method_hparams: Dict[str, Dict[str, Any]] = field(default_factory=dict)
     method_modules: List[str] = field(default_factory=list)
+    protocol: str = "project"          # benchmark/configs/protocols/<name>.yaml (docs/protocol.md)
     resume: bool = True                # continue a killed run from its last finished domain
     deterministic: bool = False        # torch.use_deterministic_algorithms (GPU: see docs/scaling.md)
     precision: str = "fp32"            # fp32 | bf16 (autocast; GPU, or a CPU with native bf16)
@@ -91,6 +93,8 @@ def _validate(cfg: RunConfig, source: str) -> None:
     for name in ("resume", "deterministic", "channels_last", "progress"):
         need(isinstance(getattr(cfg, name), bool), name, "must be true or false")
     need(cfg.precision in ("fp32", "bf16"), "precision", "must be fp32 or bf16")
+    need(cfg.protocol in available_protocols(), "protocol",
+         f"must name a protocol ({', '.join(available_protocols())}), got {cfg.protocol!r}")
     need(cfg.tensorboard is None or (isinstance(cfg.tensorboard, str) and cfg.tensorboard),
          "tensorboard", "must be a folder path or null")
     if cfg.checkpoint is not None and str(cfg.checkpoint).lower() == "none":

@@ -1,7 +1,8 @@
 """The evaluator: the only place that computes scores.
 
 For every domain it asks the method for low-resolution logits, upsamples them to the image size
-(bilinear, as SAM's post-processing) and scores them against the NEAREST-resized masks at that
+with ``strategy.upscale`` (the one place that decides how: bilinear, as SAM's post-processing,
+unless the run's protocol says nearest; the training loss uses the same) and scores them against the NEAREST-resized masks at that
 size (IoU, Dice, MAE at threshold 0.5 on the sigmoid; a domain's score is the mean over images).
 """
 from __future__ import annotations
@@ -36,7 +37,7 @@ def evaluate_domains(strategy, datasets: Sequence, *, batch_size: int = 16, num_
                             num_workers=num_workers, collate_fn=collate_samples)
         for batch in loader:
             batch = to_device(batch, device)
-            logits = strategy.backbone.upscale(strategy.predict(batch))
+            logits = strategy.upscale(strategy.predict(batch))
             per_image = image_scores(logits, batch["mask"])
             for m in METRICS:
                 sums[m] += per_image[m].double().sum()

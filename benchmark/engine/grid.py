@@ -24,10 +24,10 @@ from benchmark.core import distributed
 from benchmark.engine.config import load_run_config
 from benchmark.engine.context import prepare
 from benchmark.engine.observers import default_observers
+from benchmark.engine.protocol import stream_config
 from benchmark.engine.resolve import resolve
 from benchmark.engine.run import Run, finish_run, resolve_methods
 from benchmark.reporting.records import load_records
-from scenarios.config import load_stream_config
 from scenarios.fileio import ConfigError, read_yaml_mapping
 
 GRID_KEYS = {"config", "set", "methods", "seeds", "order_seeds", "backbones", "output"}
@@ -143,7 +143,7 @@ def resolve_grid(grid: Grid) -> List[GridRun]:
     for run in runs:
         cfg = grid.run_config(run)
         resolve_methods(cfg)  # imports method modules; checks the name
-        stream_cfg = load_stream_config(cfg.stream, cfg.stream_overrides)
+        stream_cfg = stream_config(cfg)
         run.run_id = resolve(cfg, stream_cfg, run.method, run.seed).run_id
         if cfg.output not in done_ids:
             done_ids[cfg.output] = existing_run_ids(cfg.output)

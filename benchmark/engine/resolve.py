@@ -4,6 +4,9 @@ tap and its run id. The runner, ``grid``, ``cache`` and ``list --hparams`` all c
 Hyper-parameters are layered, later layers winning:
 1. ``default``: the typed defaults the method file declares (``defaults``, through its bases);
 2. ``preset``: the method's presets for this stream or backbone (``methods/configs/<name>.yaml``);
+   then ``protocol <name>``: the run config's protocol's presets (``benchmark/engine/protocol.py``;
+   none for the default ``project``), above the presets so that a protocol states its values
+   whatever the stream;
 3. ``hparams``: the run config's hyper-parameters for every method (only keys the method has);
 4. ``method_hparams.<name>``: the run config's hyper-parameters for this method;
 each of 3 and 4 marked ``--set`` when it came from the command line.
@@ -16,6 +19,7 @@ from typing import Any, Dict, List, Sequence, Tuple
 
 from benchmark.core.registry import get_method, list_methods
 from benchmark.engine.config import RunConfig
+from benchmark.engine.protocol import DEFAULT_PROTOCOL, hparam_layer, load_protocol
 from benchmark.engine.resume import compute_run_id
 
 
@@ -34,6 +38,9 @@ def hparam_layers(cfg: RunConfig, stream_name: str, cls: type) -> List[Tuple[str
     name = cls.method_name
     known = cls.declared_defaults()
     layers = list(cls.presets(stream=stream_name, backbone=cfg.backbone))
+    protocol = hparam_layer(load_protocol(cfg.protocol), cls, cfg.backbone)
+    if protocol:
+        layers.append((f"protocol {cfg.protocol}", protocol))
     common = {k: v for k, v in cfg.hparams.items() if k in known}
     for key, value in common.items():
         layers.append((cfg.origin(f"hparams.{key}"), {key: value}))
@@ -53,7 +60,8 @@ def resolve(cfg: RunConfig, stream_cfg, method: str, seed: int) -> Resolved:
     hparams = cls.resolve_hparams(overrides)
     run_id = compute_run_id(method=method, backbone=cfg.backbone, checkpoint=cfg.checkpoint,
                             stream=stream_cfg.to_dict(), seed=seed, hparams=hparams,
-                            precision=cfg.precision)
+                            precision=cfg.precision,
+                            protocol=None if cfg.protocol == DEFAULT_PROTOCOL else cfg.protocol)
     return Resolved(method=method, cls=cls, hparams=hparams, sources=sources,
                     tap=cls.tap_for(cfg.backbone, hparams), run_id=run_id)
 

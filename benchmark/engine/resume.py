@@ -38,12 +38,17 @@ def _strip_paths(obj: Any) -> Any:
 
 
 def compute_run_id(*, method: str, backbone: str, checkpoint: Optional[str], stream: Mapping,
-                   seed: int, hparams: Mapping, precision: str = "fp32") -> str:
-    """A deterministic 16-hex id of what determines a run's result (not where files live)."""
+                   seed: int, hparams: Mapping, precision: str = "fp32",
+                   protocol: Optional[str] = None) -> str:
+    """A deterministic 16-hex id of what determines a run's result (not where files live).
+    ``protocol``: a protocol other than the default (None for ``project``, which leaves the id as
+    it was before protocols existed)."""
     payload = {"method": method, "backbone": backbone,
                "checkpoint": None if checkpoint is None else Path(str(checkpoint)).name,
                "stream": _strip_paths(stream), "seed": int(seed), "hparams": dict(hparams),
                "precision": precision}
+    if protocol is not None:
+        payload["protocol"] = protocol
     text = json.dumps(payload, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

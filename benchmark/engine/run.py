@@ -23,6 +23,7 @@ from benchmark.engine.config import RunConfig
 from benchmark.engine.context import RunContext, prepare, seed_everything
 from benchmark.engine.evaluator import evaluate_sharded, stack_rows
 from benchmark.engine.observers import Observer, default_observers
+from benchmark.engine.protocol import apply_evaluation, load_protocol
 from benchmark.engine.resolve import Resolved, check_names, resolve
 from benchmark.reporting.records import RunRecord, write_record
 from scenarios.stream import to_avalanche
@@ -74,6 +75,7 @@ class Run:
             device=str(self.ctx.device), seed=self.seed)
         strategy.model.to(self.ctx.device)
         strategy.general_datasets = general
+        apply_evaluation(strategy, load_protocol(self.cfg.protocol), self.cfg.backbone)
         strategy.enable_precision(self.cfg.precision, self.cfg.channels_last)
         self.strategy = strategy
         self.experiences = list(to_avalanche(train, test).train_stream)

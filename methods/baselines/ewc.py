@@ -96,8 +96,8 @@ class EWC(LoRA):
     def sam_loss_of(self, low_res, iou_pred, masks) -> torch.Tensor:
         from benchmark.core.losses import sam_loss
 
-        return sam_loss(self.backbone.upscale(low_res), iou_pred, masks,
-                        dice_weight=float(self.hp["dice_weight"]))
+        return sam_loss(self.upscale(low_res), iou_pred, masks,
+                        dice_weight=float(self.hp["dice_weight"]), iou_loss=self.iou_loss)
 
     def penalty(self) -> float:
         """The current EWC penalty (without lambda), for inspection and tests."""

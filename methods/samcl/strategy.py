@@ -3,6 +3,11 @@
 Training: blocks 0-6 are frozen and untouched, so the domain's AugModule trains from the cached
 block-6 tap (``tap = "block6"``). After each domain the first ``buffer_size`` pooled block-6 vectors
 of its training set go into the buffer and the Module Selector keeps training on the whole buffer.
+``buffer_order``: ``first`` (default) takes the training set's first items in dataset order;
+``shuffled`` (the reference) the first ones of a loader shuffled with a generator seeded from the
+run seed and the domain's index. ``general_join``: ``first`` (default) adds the evaluation-only
+domains' vectors before the first domain; ``after_last`` (the reference) adds them after the last
+trained domain's selector round and trains the selector one more round, before the final row.
 Evaluation: images are grouped by the class the selector picks (the true domain for the oracle)
 and each group runs once with that AugModule active; classes without a module (evaluation-only
 general domains, domains not trained yet) get vanilla SAM. All modules stay in memory.
@@ -41,7 +46,19 @@ class SAMCL(SAMStrategy):
         "selector_batch_size": 24,
         "transposed_neck": True,   # reference quirk (the released modules were trained with it)
         "window_map": "resize",    # reference quirk; "partition" aligns windowed blocks' map
+        "buffer_order": "first",   # first | shuffled (the reference: its shuffled loader's first)
+        "general_join": "first",   # first | after_last (the reference: after the last domain)
     }
+    choices = {"buffer_order": ("first", "shuffled"), "general_join": ("first", "after_last")}
+
+    @classmethod
+    def resolve_hparams(cls, overrides: Dict[str, Any]) -> Dict[str, Any]:
+        hp = super().resolve_hparams(overrides)
+        for key, allowed in cls.choices.items():
+            if hp[key] not in allowed:
+                raise ValueError(f"method {cls.method_name!r}: hyper-parameter {key!r} must be "
+                                 f"{' or '.join(allowed)}, got {hp[key]!r}")
+        return hp
 
     @classmethod
     def tap_for(cls, backbone_name: str, hparams: Optional[Dict[str, Any]] = None) -> str:
@@ -75,10 +92,8 @@ class SAMCL(SAMStrategy):
 
     # ------------------------------------------------------------------ domain boundaries
     def before_domain(self, experience) -> None:
-        if not self._general_added:  # evaluation-only domains' train splits feed the buffer
-            for dataset in self.general_datasets:
-                self.add_general_domain(dataset.domain_name, dataset)
-            self._general_added = True
+        if self.hp["general_join"] == "first":  # evaluation-only domains' train splits feed the buffer
+            self.join_general_domains()
         name = self.domain_names[self.domain_index]
         if name not in self.module_set.names():
             self.module_set.add(name).to(self.device)
@@ -88,14 +103,31 @@ class SAMCL(SAMStrategy):
         self.add_domain_vectors(self.domain_names[self.domain_index], experience.dataset)
         self._current = None
         self.train_selector()
+        last = self.domain_index == self.n_trained - 1
+        if last and self.hp["general_join"] == "after_last" and self.join_general_domains():
+            self.train_selector(round_name="+".join(d.domain_name for d in self.general_datasets),
+                                seed_index=self.n_trained)
+
+    def join_general_domains(self) -> bool:
+        """Add the evaluation-only domains' vectors to the buffer, once; whether any were added."""
+        if self._general_added:
+            return False
+        for dataset in self.general_datasets:
+            self.add_general_domain(dataset.domain_name, dataset)
+        self._general_added = True
+        return bool(self.general_datasets)
 
     def add_domain_vectors(self, name: str, dataset) -> int:
-        """Pooled tap vectors of the first ``buffer_size`` items of ``dataset`` into the buffer."""
+        """Pooled tap vectors of the first ``buffer_size`` items of ``dataset`` into the buffer:
+        in dataset order, or (``buffer_order: shuffled``) in the order of a loader shuffled with a
+        generator seeded ``seed * 1000 + the domain's index in the stream``."""
         from scenarios.stream import collate_samples, to_device
 
         kept = 0
-        loader = DataLoader(dataset, batch_size=int(self.hp["eval_batch_size"]), shuffle=False,
-                            collate_fn=collate_samples)
+        shuffled = self.hp["buffer_order"] == "shuffled"
+        generator = torch.Generator().manual_seed(self.seed * 1000 + self.domain_names.index(name))
+        loader = DataLoader(dataset, batch_size=int(self.hp["eval_batch_size"]), shuffle=shuffled,
+                            generator=generator if shuffled else None, collate_fn=collate_samples)
         with torch.no_grad():
             for batch in loader:
                 if self.buffer.full(name):
@@ -106,21 +138,26 @@ class SAMCL(SAMStrategy):
 
     def add_general_domain(self, name: str, dataset) -> int:
         """An evaluation-only domain's train split (cached at ``tap``): its vectors join the buffer
-        (the selector learns to send such images to vanilla SAM). Call before training."""
+        (the selector learns to send such images to vanilla SAM). ``join_general_domains`` calls
+        it before the first domain, or after the last one (``general_join: after_last``)."""
         if name not in self.domain_names[self.n_trained:]:
             raise ValueError(f"{name!r} is not an evaluation-only domain of this stream "
                              f"({self.domain_names[self.n_trained:]})")
         return self.add_domain_vectors(name, dataset)
 
-    def train_selector(self) -> None:
+    def train_selector(self, round_name: Optional[str] = None, seed_index: Optional[int] = None) -> None:
+        """One selector round on the whole buffer; its losses go to ``selector_losses[round_name]``
+        (default: the current domain's name)."""
         params = list(self.selector.parameters())
         for p in params:
             p.requires_grad_(True)
+        index = max(self.domain_index, 0) if seed_index is None else seed_index
         cfg = SelectorTraining(lr=float(self.hp["selector_lr"]), epochs=int(self.hp["selector_epochs"]),
                                batch_size=int(self.hp["selector_batch_size"]),
-                               seed=self.seed * 1000 + max(self.domain_index, 0))
+                               seed=self.seed * 1000 + index)
         class_of = {n: i for i, n in enumerate(self.domain_names)}
-        self.selector_losses[self.domain_names[self.domain_index]] = train_selector(
+        round_name = self.domain_names[self.domain_index] if round_name is None else round_name
+        self.selector_losses[round_name] = train_selector(
             self.selector, self.buffer, class_of, cfg)
         for p in params:
             p.requires_grad_(False)
