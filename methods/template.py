@@ -35,9 +35,10 @@ from torch.utils.data import DataLoader, Sampler
 from avalanche.training.plugins import EvaluationPlugin
 from avalanche.training.templates import SupervisedTemplate
 
+from benchmark.backbones.base import UPSCALE_MODES
 from benchmark.core import distributed
+from benchmark.core.losses import IOU_LOSSES, sam_loss
 from benchmark.core.storage import module_bytes
-from benchmark.core.losses import sam_loss
 from scenarios.fileio import ConfigError, read_yaml_mapping
 from scenarios.stream import to_device
 
@@ -404,9 +405,9 @@ class SAMStrategy(SupervisedTemplate):
     def configure_evaluation(self, upscale: str = "bilinear", iou_loss: str = "project") -> None:
         """The protocol's evaluation settings: ``upscale`` (bilinear | nearest) and ``iou_loss``
         (project | reference, see ``benchmark.core.losses.sam_loss``)."""
-        if upscale not in ("bilinear", "nearest") or iou_loss not in ("project", "reference"):
-            raise ValueError(f"upscale must be bilinear or nearest and iou_loss project or "
-                             f"reference, got {upscale!r} and {iou_loss!r}")
+        if upscale not in UPSCALE_MODES or iou_loss not in IOU_LOSSES:
+            raise ValueError(f"upscale must be one of {', '.join(UPSCALE_MODES)} and iou_loss one of "
+                             f"{', '.join(IOU_LOSSES)}, got {upscale!r} and {iou_loss!r}")
         self.upscale_mode, self.iou_loss = upscale, iou_loss
 
     def upscale(self, low_res: torch.Tensor) -> torch.Tensor:
@@ -414,10 +415,7 @@ class SAMStrategy(SupervisedTemplate):
         and for every score (the evaluator calls it). Bilinear (the backbone's own, as SAM's
         post-processing) unless the protocol asks for nearest (the SAMCL reference's vendored
         segment_anything)."""
-        if self.upscale_mode == "bilinear":
-            return self.backbone.upscale(low_res)
-        size = int(self.backbone.image_size)
-        return torch.nn.functional.interpolate(low_res, (size, size), mode="nearest")
+        return self.backbone.upscale(low_res, self.upscale_mode)
 
     def criterion(self):
         low_res, iou_pred = self.mb_output

@@ -8,6 +8,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 Hook = Optional[Callable[[Tensor], Tensor]]
+#: the ways ``SAMBackbone.upscale`` brings low-res logits to the mask size
+UPSCALE_MODES = ("bilinear", "nearest")
 
 
 class SAMBackbone(nn.Module):
@@ -103,10 +105,15 @@ class SAMBackbone(nn.Module):
     def forward(self, images: Tensor, points: Tensor, point_labels: Tensor) -> tuple[Tensor, Tensor]:
         return self.decode(self.encode(images), points, point_labels)
 
-    def upscale(self, low_res_logits: Tensor) -> Tensor:
-        """Low-res logits -> (B, C, S, S), bilinear as SAM's / SAM2's postprocessing."""
-        return F.interpolate(low_res_logits, (self.image_size, self.image_size), mode="bilinear",
-                             align_corners=False)
+    def upscale(self, low_res_logits: Tensor, mode: str = "bilinear") -> Tensor:
+        """Low-res logits -> (B, C, S, S): bilinear as SAM's / SAM2's postprocessing, or nearest
+        (what the SAMCL reference's vendored segment_anything does; the protocol samcl_reference)."""
+        size = (self.image_size, self.image_size)
+        if mode == "bilinear":
+            return F.interpolate(low_res_logits, size, mode="bilinear", align_corners=False)
+        if mode == "nearest":
+            return F.interpolate(low_res_logits, size, mode="nearest")
+        raise ValueError(f"upscale mode must be one of {', '.join(UPSCALE_MODES)}, got {mode!r}")
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}, image_size={self.image_size}, taps=image,block0..{len(self.encoder_blocks) - 1},neck"

@@ -86,6 +86,10 @@ def reference_iou(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return inter / (union + 1e-7)
 
 
+#: the IoU terms ``sam_loss`` knows (``iou_loss``)
+IOU_LOSSES = ("project", "reference")
+
+
 def sam_loss(logits: torch.Tensor, iou_pred: torch.Tensor, masks: torch.Tensor,
              dice_weight: float = 10.0, iou_loss: str = "project") -> torch.Tensor:
     """Loss of the SAMCL reference, summed over the batch: the paper's focal(alpha 0.8, gamma 2)
@@ -105,5 +109,5 @@ def sam_loss(logits: torch.Tensor, iou_pred: torch.Tensor, masks: torch.Tensor,
         iou = reference_iou(logits.detach(), target)
         per_image = per_image + (iou_pred.reshape(-1) - iou) ** 2 / logits.shape[0]
     else:
-        raise ValueError(f"iou_loss must be project or reference, got {iou_loss!r}")
+        raise ValueError(f"iou_loss must be one of {', '.join(IOU_LOSSES)}, got {iou_loss!r}")
     return per_image.sum()

@@ -26,14 +26,15 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
+from benchmark.backbones.base import UPSCALE_MODES
+from benchmark.core.losses import IOU_LOSSES
 from scenarios.fileio import ConfigError, read_yaml_mapping
 
 PROTOCOLS_DIR = Path(__file__).resolve().parents[1] / "configs" / "protocols"
 DEFAULT_PROTOCOL = "project"
 FAMILIES = ("sam", "sam2")
 #: evaluation settings: name -> (allowed values, the value when no protocol sets it)
-EVALUATION = {"upscale": (("bilinear", "nearest"), "bilinear"),
-              "iou_loss": (("project", "reference"), "project")}
+EVALUATION = {"upscale": (UPSCALE_MODES, "bilinear"), "iou_loss": (IOU_LOSSES, "project")}
 
 
 @dataclass(frozen=True)

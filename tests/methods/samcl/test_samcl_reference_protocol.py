@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmark.core.losses import reference_iou, sam_loss
+from benchmark.backbones.base import SAMBackbone
 from methods.template import SAMStrategy
 
 
@@ -21,10 +22,13 @@ def _bilinear(size):
 
 
 def _fake_strategy(mode: str, size: int = 4, iou_loss: str = "project"):
-    """What ``SAMStrategy.upscale`` / ``criterion`` read, without a model."""
+    """What ``SAMStrategy.upscale`` / ``criterion`` read, without a model (the backbone's upscale
+    is the real ``SAMBackbone.upscale`` on an object of that image size)."""
+    sized = types.SimpleNamespace(image_size=size)
+    backbone = types.SimpleNamespace(image_size=size,
+                                     upscale=lambda x, m="bilinear": SAMBackbone.upscale(sized, x, m))
     ns = types.SimpleNamespace(upscale_mode=mode, iou_loss=iou_loss, hp={"dice_weight": 10.0},
-                               _ddp=None, world_size=1,
-                               backbone=types.SimpleNamespace(image_size=size, upscale=_bilinear(size)))
+                               _ddp=None, world_size=1, backbone=backbone)
     ns.upscale = lambda low: SAMStrategy.upscale(ns, low)
     return ns
 
@@ -40,6 +44,8 @@ def test_nearest_upsampling_is_a_block_repeat():
     bilinear = SAMStrategy.upscale(_fake_strategy("bilinear"), LOW)
     torch.testing.assert_close(bilinear, _bilinear(4)(LOW), rtol=0, atol=0)
     assert not torch.equal(bilinear, up)
+    with pytest.raises(ValueError, match="upscale mode must be one of bilinear, nearest"):
+        SAMBackbone.upscale(types.SimpleNamespace(image_size=4), LOW, "bicubic")
 
 
 def test_the_evaluator_scores_through_the_strategys_upscale():
