@@ -16,7 +16,7 @@ import importlib
 import importlib.util
 from importlib import metadata
 from pathlib import Path
-from typing import Callable, Dict, Generic, Iterator, List, Optional, Tuple, TypeVar
+from typing import Callable, Dict, Generic, List, Optional, TypeVar
 
 T = TypeVar("T")
 PLUGIN_GROUP = "samcl_bench.plugins"
@@ -55,9 +55,6 @@ class Registry(Generic[T]):
         """The names in registration order."""
         self._ensure()
         return list(self._items)
-
-    def items(self) -> Iterator[Tuple[str, T]]:
-        return ((n, self._items[n]) for n in self.names())
 
     def __getitem__(self, name: str) -> T:
         return self.get(name)

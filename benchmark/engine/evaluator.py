@@ -16,7 +16,6 @@ from torch.utils.data import DataLoader
 from benchmark.core import distributed
 from benchmark.reporting.metrics import SCORES, image_scores
 
-METRICS = SCORES  # the score names, defined once in reporting/metrics.py
 
 
 @torch.no_grad()
@@ -27,11 +26,11 @@ def evaluate_domains(strategy, datasets: Sequence, *, batch_size: int = 16, num_
 
     strategy.model.eval()
     device = strategy.device
-    scores: Dict[str, List[float]] = {m: [] for m in METRICS}
+    scores: Dict[str, List[float]] = {m: [] for m in SCORES}
     for dataset in datasets:
         # Sums stay on the device until the domain is done (no CPU-GPU wait per batch); float64
         # additions in the same order as Python floats would make them.
-        sums = {m: torch.zeros((), dtype=torch.float64, device=device) for m in METRICS}
+        sums = {m: torch.zeros((), dtype=torch.float64, device=device) for m in SCORES}
         count = 0
         loader = DataLoader(dataset, batch_size=batch_size, shuffle=False,
                             num_workers=num_workers, collate_fn=collate_samples)
@@ -39,19 +38,19 @@ def evaluate_domains(strategy, datasets: Sequence, *, batch_size: int = 16, num_
             batch = to_device(batch, device)
             logits = strategy.upscale(strategy.predict(batch))
             per_image = image_scores(logits, batch["mask"])
-            for m in METRICS:
+            for m in SCORES:
                 sums[m] += per_image[m].double().sum()
             count += len(batch["mask"])
             if progress is not None:
                 progress.update(len(batch["mask"]))
-        for m in METRICS:
+        for m in SCORES:
             scores[m].append(float(sums[m]) / count if count else float("nan"))
     return scores
 
 
 def stack_rows(rows: List[Dict[str, List[float]]]) -> Dict[str, np.ndarray]:
     """Rows of per-domain scores -> one R matrix per metric, shape (rows, domains)."""
-    return {m: np.array([row[m] for row in rows], dtype=np.float64) for m in METRICS}
+    return {m: np.array([row[m] for row in rows], dtype=np.float64) for m in SCORES}
 
 
 def evaluate_sharded(strategy, datasets: Sequence, **kwargs) -> Dict[str, List[float]]:
@@ -65,10 +64,10 @@ def evaluate_sharded(strategy, datasets: Sequence, **kwargs) -> Dict[str, List[f
     device = strategy.device if torch.distributed.get_backend() == "nccl" else torch.device("cpu")
     counts = torch.tensor([float(len(s)) for s in shards], dtype=torch.float64)
     sums = torch.tensor([[means[m][i] * counts[i].item() if counts[i] > 0 else 0.0
-                          for i in range(len(shards))] for m in METRICS], dtype=torch.float64)
+                          for i in range(len(shards))] for m in SCORES], dtype=torch.float64)
     counts, sums = counts.to(device), sums.to(device)
     torch.distributed.all_reduce(counts)
     torch.distributed.all_reduce(sums)
     counts, sums = counts.cpu(), sums.cpu()
     return {m: [float(sums[k, i] / counts[i]) if counts[i] > 0 else float("nan")
-                for i in range(len(shards))] for k, m in enumerate(METRICS)}
+                for i in range(len(shards))] for k, m in enumerate(SCORES)}
