@@ -65,6 +65,8 @@ class StreamConfig:
     image_size: int = 1024
     mask_reading: str = "threshold"  # or "reference": floor(v / 255), the SAMCL code's reading
     mask_threshold: int = 128
+    #: a mask whose size differs from its image's: ``error`` (default) or ``resize`` (NEAREST)
+    mask_size_mismatch: str = "error"
     prompts: Prompts = field(default_factory=Prompts)
     eval_only: list[EvalDomainSpec] = field(default_factory=list)
     order_seed: int | None = None  # seeded shuffle of the trained domains' order
@@ -85,6 +87,8 @@ class StreamConfig:
         out = dataclasses.asdict(self)
         if out["train_split"] is None:  # unset, it leaves the dict (and so every run id) as before
             del out["train_split"]
+        if out["mask_size_mismatch"] == "error":  # the default leaves run ids as before too
+            del out["mask_size_mismatch"]
         return out
 
 
@@ -176,6 +180,8 @@ def _validate(cfg: StreamConfig, src: str) -> None:
         fail(f"image_size must be positive, got {cfg.image_size}")
     if cfg.mask_reading not in ("threshold", "reference"):
         fail(f"mask_reading must be 'threshold' or 'reference', got {cfg.mask_reading!r}")
+    if cfg.mask_size_mismatch not in ("error", "resize"):
+        fail(f"mask_size_mismatch must be 'error' or 'resize', got {cfg.mask_size_mismatch!r}")
     if not 0 < cfg.mask_threshold <= 255:
         fail(f"mask_threshold must be in 1..255, got {cfg.mask_threshold}")
     if cfg.train_split is not None and not cfg.train_split.strip():

@@ -4,7 +4,12 @@ Decisions (tested in tests/test_scenarios.py):
 - Images and masks may be png, jpg or jpeg, in any combination (matched by file stem).
 - Files in images/ that are not png/jpg/jpeg (and hidden files) are skipped, with one warning.
 - An image without a mask is an error naming the image: a missing label usually means a broken
-  download, and silently evaluating on fewer images would change the scores.
+  download, and silently evaluating on fewer images would change the scores. A mask without an
+  image is an error naming the mask, for the same reason.
+- Every image and mask is checked when the dataset is built (scenarios/checks.py: truncated or
+  corrupt files, refused mask encodings, a mask of another size than its image unless
+  ``mask_size_mismatch="resize"``, points.json points outside [0, 1024) or not finite), and a
+  split with no usable image is an error: all before any training, one line naming the file.
 - Images whose mask is empty after the resize to S are skipped, with one warning listing them
   (IoU and Dice are undefined on them, and no foreground point prompt exists).
 - Missing `masks/points.json`, or a missing entry in it: points are sampled on the fly with the
@@ -19,14 +24,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
 
-from scenarios.points import IMAGE_EXTS, POINTS_SPACE, points_for_mask, read_mask
+from scenarios.checks import DataError, check_image, check_points, decode_mask, load_rgb
+from scenarios.points import IMAGE_EXTS, POINTS_SPACE, binarise, points_for_mask, read_mask
 
 log = logging.getLogger(__name__)
+
+#: what a mask whose size differs from its image's does: ``error``, or ``resize`` (NEAREST onto the
+#: image's square grid, as the image itself is resized)
+MASK_SIZE_MISMATCH = ("error", "resize")
 
 
 class FolderSegmentationDataset(Dataset):
@@ -34,7 +43,10 @@ class FolderSegmentationDataset(Dataset):
 
     def __init__(self, root: Path | str, split: str, *, image_size: int, domain_index: int,
                  mask_reading: str = "threshold", mask_threshold: int = 128, num_points: int = 3,
-                 points_seed: int = 1234, domain_name: str | None = None) -> None:
+                 points_seed: int = 1234, domain_name: str | None = None,
+                 mask_size_mismatch: str = "error") -> None:
+        if mask_size_mismatch not in MASK_SIZE_MISMATCH:
+            raise ValueError(f"mask_size_mismatch must be one of {MASK_SIZE_MISMATCH}, got {mask_size_mismatch!r}")
         self.root = Path(root)
         self.split = split
         self.image_size = int(image_size)
@@ -43,6 +55,7 @@ class FolderSegmentationDataset(Dataset):
         self.mask_reading = mask_reading
         self.mask_threshold = mask_threshold
         self.num_points = num_points
+        self.mask_size_mismatch = mask_size_mismatch
         self.split_dir = self.root / split
         image_dir, mask_dir = self.split_dir / "images", self.split_dir / "masks"
         for folder in (self.split_dir, image_dir, mask_dir):
@@ -65,12 +78,12 @@ class FolderSegmentationDataset(Dataset):
         self._labels: list[np.ndarray] = []
         empty, sampled = [], []
         for image, mask in pairs:
-            if not read_mask(mask, self.image_size, mask_reading, mask_threshold).any():
+            if not self._checked_mask(image, mask).any():
                 empty.append(image.name)
                 continue
             entry = stored.get(mask.name) or stored.get(image.name)  # keyed by mask name; image name tolerated
             if entry is not None:
-                pts, labels = entry
+                pts, labels = check_points(*entry, f"{mask_dir / 'points.json'}: {mask.name} (image {image})")
             else:
                 pts = points_for_mask(mask, num_points, points_seed, mask_reading, mask_threshold)
                 if pts is None:  # empty at 1024 although not at S: treat as empty
@@ -85,6 +98,9 @@ class FolderSegmentationDataset(Dataset):
             self._masks.append(mask)
             self._points.append(np.asarray(pts, dtype=np.float64))
             self._labels.append(np.asarray(labels, dtype=np.float64))
+        if not self._images:
+            raise DataError(f"{self.split_dir}: no usable image ({len(pairs)} image(s), {len(empty)} "
+                            f"with a mask empty at {self.image_size} px): nothing to train on or evaluate")
         if empty:
             log.warning("%s: skipping %d image(s) whose mask is empty at %d px: %s", self.split_dir,
                         len(empty), self.image_size, ", ".join(empty))
@@ -92,6 +108,15 @@ class FolderSegmentationDataset(Dataset):
             log.warning("%s: %d mask(s) have no entry in points.json, sampled on the fly (rerun "
                         "`python run_benchmark.py points %s --overwrite`): %s", mask_dir, len(sampled),
                         self.split_dir, ", ".join(sampled[:10]) + (" ..." if len(sampled) > 10 else ""))
+
+    def _checked_mask(self, image: Path, mask: Path):
+        """The mask of ``image`` binarised at S, after checking both files and their sizes."""
+        size = check_image(image)
+        grey = decode_mask(mask)
+        if grey.size != size and self.mask_size_mismatch == "error":
+            raise DataError(f"{mask}: mask is {grey.size[0]}x{grey.size[1]}, its image {image.name} is "
+                            f"{size[0]}x{size[1]} (stream option mask_size_mismatch: resize stretches it)")
+        return binarise(grey, self.image_size, self.mask_reading, self.mask_threshold)
 
     def __len__(self) -> int:
         return len(self._images)
@@ -108,8 +133,7 @@ class FolderSegmentationDataset(Dataset):
 
     def load_image(self, i: int) -> torch.Tensor:
         """uint8 (3, S, S): PIL RGB, torchvision Resize((S, S)) (bilinear, antialiased)."""
-        with Image.open(self._images[i]) as im:
-            rgb = im.convert("RGB")
+        rgb = load_rgb(self._images[i])
         size = [self.image_size, self.image_size]
         return TF.pil_to_tensor(TF.resize(rgb, size, InterpolationMode.BILINEAR, antialias=True))
 
@@ -153,6 +177,10 @@ def _match_masks(image_dir: Path, mask_dir: Path) -> list[tuple[Path, Path]]:
         if p.stem not in masks:
             raise FileNotFoundError(f"{p}: no mask with the same stem in {mask_dir}")
         pairs.append((p, masks[p.stem]))
+    orphans = sorted(set(masks.values()) - {m for _, m in pairs})
+    if orphans:
+        raise DataError(f"{orphans[0]}: mask without an image (no image with stem {orphans[0].stem!r} in "
+                        f"{image_dir})" + (f"; {len(orphans) - 1} more" if len(orphans) > 1 else ""))
     if skipped:
         log.warning("%s: skipping %d non-image file(s): %s", image_dir, len(skipped), ", ".join(skipped))
     return pairs
@@ -179,6 +207,7 @@ def _read_points_json(path: Path) -> dict | None:
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: not valid JSON ({e})") from None
     if not isinstance(data, dict) or not all(
-            isinstance(v, list) and len(v) == 2 and len(v[0]) == len(v[1]) for v in data.values()):
+            isinstance(v, list) and len(v) == 2 and all(isinstance(x, list) for x in v)
+            and len(v[0]) == len(v[1]) for v in data.values()):
         raise ValueError(f"{path}: expected {{\"<mask file name>\": [[[x, y], ...], [1, ...]]}}")
     return data

@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from scenarios.checks import POINTS_SPACE, decode_mask
 from scenarios.fileio import atomic_write_text
 
 log = logging.getLogger(__name__)
 
-POINTS_SPACE = 1024
 IMAGE_EXTS = (".png", ".jpg", ".jpeg")
 MASK_READINGS = ("threshold", "reference")
 
@@ -30,14 +30,19 @@ MASK_READINGS = ("threshold", "reference")
 def read_mask(path: Path | str, size: int, mask_reading: str = "threshold", threshold: int = 128) -> np.ndarray:
     """Read a mask file as a bool (size, size) array: grey levels, NEAREST resize, then binarise.
 
+    Grey levels: :func:`scenarios.checks.decode_mask` (0/1, 16-bit, palette and alpha encodings; an
+    unreadable file or a refused encoding is a one-line error naming the file).
     `threshold`: foreground is value >= threshold (right for JPEG masks with compression noise);
     `reference`: floor(value / 255), i.e. only 255 is foreground (the SAMCL reference code's reading).
     """
+    return binarise(decode_mask(Path(path)), size, mask_reading, threshold)
+
+
+def binarise(grey: Image.Image, size: int, mask_reading: str = "threshold", threshold: int = 128) -> np.ndarray:
+    """A decoded grey mask NEAREST-resized to (size, size), then binarised by ``mask_reading``."""
     if mask_reading not in MASK_READINGS:
         raise ValueError(f"mask_reading must be one of {MASK_READINGS}, got {mask_reading!r}")
-    with Image.open(path) as im:
-        grey = im.convert("L").resize((size, size), Image.NEAREST)
-    values = np.asarray(grey)
+    values = np.asarray(grey.resize((size, size), Image.NEAREST))
     return values >= threshold if mask_reading == "threshold" else values == 255
 
 

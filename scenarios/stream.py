@@ -42,7 +42,8 @@ def build_domain_stream(cfg: StreamConfig, progress: bool = True) -> DomainStrea
         return generated / spec.name if generated is not None else Path(spec.root).expanduser().resolve()
 
     common = dict(image_size=cfg.image_size, mask_reading=cfg.mask_reading, mask_threshold=cfg.mask_threshold,
-                  num_points=cfg.prompts.num_points, points_seed=cfg.prompts.seed)
+                  num_points=cfg.prompts.num_points, points_seed=cfg.prompts.seed,
+                  mask_size_mismatch=cfg.mask_size_mismatch)
     trained = cfg.ordered_domains()
     train, test, general = [], [], []
     for i, spec in enumerate(trained):

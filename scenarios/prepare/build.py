@@ -22,6 +22,7 @@ from typing import Optional, Union
 import numpy as np
 from PIL import Image
 
+from scenarios.checks import decode_mask
 from scenarios.fileio import atomic_write_text, sha256_file
 from scenarios.points import points_for_mask
 from scenarios.prepare.common import (DUPLICATE, EMPTY, NOT_LISTED, SIZE_MISMATCH, SPLIT_ORDER,
@@ -81,9 +82,7 @@ def _decode_image(path: Path) -> tuple:
 def _decode_mask(pair: Pair) -> np.ndarray:
     if pair.load_mask is not None:
         return np.asarray(pair.load_mask(), dtype=np.uint8)
-    with Image.open(pair.mask) as im:
-        im.load()
-        return np.asarray(im.convert("L"))
+    return np.asarray(decode_mask(pair.mask))  # 0/1, 16-bit, palette, alpha: scenarios/checks.py
 
 
 def _foreground(pair: Pair, size: tuple, opts: Options) -> Union[tuple, Drop]:

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Optional
 
+from scenarios.checks import check_points
 from scenarios.fileio import ConfigError
 from scenarios.prepare.common import SPLIT_ORDER, stem_of
 
@@ -87,5 +88,6 @@ def read_reference_points(folder: Path | str, num_points: int) -> dict[str, list
             if len(entry[0]) != num_points:
                 raise ConfigError(f"{path}: {name} has {len(entry[0])} points but --num-points is "
                                   f"{num_points}")
+            check_points(*entry, f"{path}: {name}")  # finite, inside [0, 1024), labels 0/1
             out[stem_of(name)] = entry
     return out
