@@ -6,7 +6,8 @@
 - Atomic writes: :func:`atomic_path` / :func:`atomic_write_text` write a temporary file beside the
   target, fsync it, then ``os.replace``: a crash at any moment leaves either the old file or the
   complete new one, never a half-written file under the final name.
-- :func:`sha256_file`: the hash of a file's bytes.
+- :func:`sha256_file`: the hash of a file's bytes; :func:`process_alive`: whether a process id of
+  this machine is running (temporary folders named by their writer's pid are stale when it is not).
 """
 from __future__ import annotations
 
@@ -110,6 +111,17 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` to ``path`` atomically (see :func:`atomic_path`)."""
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this machine exists (one of another user counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

@@ -11,6 +11,10 @@ def add_arguments(p) -> None:
     p.add_argument("--taps", default=None,
                    help="comma-separated taps (default: the taps the config's methods use)")
     p.add_argument("--clear", action="store_true", help="delete every cache entry and exit")
+    p.add_argument("--verify", action="store_true",
+                   help="hash every entry in full first: entries whose bytes changed since they were "
+                        "built are removed, each reported in one line (and rebuilt below when "
+                        "the config uses them)")
 
 
 def main(args) -> int:
@@ -30,6 +34,12 @@ def main(args) -> int:
     else:
         stream_cfg = stream_config(cfg)
         taps = sorted({resolve(cfg, stream_cfg, m, cfg.seeds[0]).tap for m in resolve_methods(cfg)})
+    damaged = FeatureCache(cfg.cache_dir).verify() if args.verify else []
+    for message in damaged:
+        print(f"{message}: removed")
+    if args.verify:
+        print(f"verified the feature cache in {cfg.cache_dir}: {len(damaged)} damaged entr"
+              f"{'y' if len(damaged) == 1 else 'ies'}")
     ctx = prepare(cfg)
     for tap in taps:
         if tap not in ctx.backbone.taps:

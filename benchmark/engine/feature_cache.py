@@ -5,13 +5,23 @@ backbone name, a fingerprint of its weights, the image size, the tap, the storag
 dataset's files (path, size, modification time), so changed weights or changed files give a new
 entry. Entries are ``.npy`` files opened memory-mapped; an entry is built in a temporary folder and
 renamed into place when complete, so a crash never leaves a half-written entry that looks complete.
+
+Faults: ``meta.json`` records each array file's size and sha256. Opening an entry checks the sizes
+(a truncated or missing file, an unreadable ``meta.json`` or an entry built before checksums is
+reported in one line naming the entry, which is then rebuilt); :meth:`FeatureCache.verify` (``cache
+--verify``) hashes every file in full and removes the entries whose bytes changed, so that they are
+rebuilt. Temporary folders are named ``.tmp-<key>-<random>@<host>@<pid>``; the next build removes
+those of this host whose process is gone, and any older than :data:`STALE_AFTER_S`.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
+import socket
+import time
 import uuid
 from pathlib import Path
 from typing import Any, Dict, Optional
@@ -20,8 +30,17 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from scenarios.fileio import process_alive, sha256_file
+
+log = logging.getLogger(__name__)
+
 CACHE_FORMAT = 1
 _DTYPES = {"float32": np.float32, "float16": np.float16}
+STALE_AFTER_S = 24 * 3600  # a temporary folder of another host (or unnamed) this old is a leftover
+
+
+class CacheEntryError(ValueError):
+    """A cache entry is damaged (the message names it and says how)."""
 
 
 def dataset_fingerprint(dataset) -> list:
@@ -48,10 +67,44 @@ def cache_key(backbone, dataset, tap: str, dtype: str) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
 
 
+def read_meta(entry: Path) -> dict:
+    """An entry's ``meta.json``, with the recorded size and sha256 of every array file."""
+    try:
+        meta = json.loads((entry / "meta.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise CacheEntryError(f"feature cache entry {entry}: meta.json unreadable ({exc})") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("files"), dict):
+        raise CacheEntryError(f"feature cache entry {entry}: no checksums (built before they were recorded)")
+    return meta
+
+
+def check_sizes(entry: Path, meta: dict) -> None:
+    """The cheap check: every array file is there with its recorded size."""
+    for name, info in meta["files"].items():
+        path = entry / name
+        size = path.stat().st_size if path.is_file() else None
+        if size != info["bytes"]:
+            state = "missing" if size is None else f"{size} bytes, expected {info['bytes']} (truncated?)"
+            raise CacheEntryError(f"feature cache entry {entry}: {name} is {state}")
+
+
+def check_hashes(entry: Path, meta: dict) -> None:
+    """The full check: every array file's sha256 equals the one recorded when it was built."""
+    check_sizes(entry, meta)
+    for name, info in meta["files"].items():
+        if sha256_file(entry / name) != info["sha256"]:
+            raise CacheEntryError(f"feature cache entry {entry}: {name} changed since it was built "
+                                  "(sha256 differs)")
+
+
 def open_entry(entry: Path) -> Dict[str, np.ndarray]:
-    """The arrays of a finished cache entry, memory-mapped read-only."""
-    meta = json.loads((entry / "meta.json").read_text())
-    return {name: np.load(entry / f"{name}.npy", mmap_mode="r") for name in meta["arrays"]}
+    """The arrays of a finished cache entry, memory-mapped read-only, after the size check."""
+    meta = read_meta(entry)
+    check_sizes(entry, meta)
+    try:
+        return {name: np.load(entry / f"{name}.npy", mmap_mode="r") for name in meta["arrays"]}
+    except (OSError, ValueError) as exc:
+        raise CacheEntryError(f"feature cache entry {entry}: unreadable array ({exc})") from None
 
 
 class CachedFeatureDataset(Dataset):
@@ -117,16 +170,64 @@ class FeatureCache:
         if tap == "image":
             return dataset
         entry = self.entry_dir(backbone, dataset, tap)
-        if not (entry / "meta.json").is_file():
-            self._build(backbone, dataset, tap, entry)
+        if entry.exists():
+            try:
+                return CachedFeatureDataset(dataset, open_entry(entry), tap, entry)
+            except CacheEntryError as exc:
+                log.warning("%s; rebuilding it", exc)
+                self._discard(entry)
+        self._build(backbone, dataset, tap, entry)
         return CachedFeatureDataset(dataset, open_entry(entry), tap, entry)
+
+    def verify(self) -> list:
+        """Hash every entry in full; damaged ones are removed (the next use rebuilds them).
+        Returns the messages of the damaged entries (empty: all intact)."""
+        damaged = []
+        for entry in self.entries():
+            try:
+                check_hashes(entry, read_meta(entry))
+            except CacheEntryError as exc:
+                damaged.append(str(exc))
+                self._discard(entry)
+        return damaged
+
+    def entries(self) -> list:
+        """The finished entries' folders (temporary folders excluded)."""
+        if not self.root.is_dir():
+            return []
+        return sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+    def _discard(self, entry: Path) -> None:
+        """Remove a damaged entry: renamed away first, so no reader sees it half deleted."""
+        away = self._tmp_name(entry.name)
+        try:
+            os.replace(entry, away)
+        except FileNotFoundError:  # another process removed it first
+            return
+        shutil.rmtree(away, ignore_errors=True)
+
+    def _tmp_name(self, key: str) -> Path:
+        return self.root / f".tmp-{key}-{uuid.uuid4().hex[:8]}@{socket.gethostname()}@{os.getpid()}"
+
+    def clean_stale(self) -> list:
+        """Remove temporary folders left by killed builds (never one of a running builder)."""
+        removed = []
+        for tmp in self.root.glob(".tmp-*") if self.root.is_dir() else []:
+            parts = tmp.name.rsplit("@", 2)
+            mine = len(parts) == 3 and parts[1] == socket.gethostname() and parts[2].isdigit()
+            if (not process_alive(int(parts[2]))) if mine else _age_s(tmp) > STALE_AFTER_S:
+                shutil.rmtree(tmp, ignore_errors=True)
+                removed.append(tmp.name)
+        return removed
 
     @torch.no_grad()
     def _build(self, backbone, dataset, tap: str, entry: Path) -> None:
         from tqdm.auto import tqdm
 
         self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.root / f".tmp-{entry.name}-{uuid.uuid4().hex[:8]}"
+        for name in self.clean_stale():
+            log.warning("feature cache: removed %s, left by a killed build", name)
+        tmp = self._tmp_name(entry.name)
         tmp.mkdir()
         try:
             device = next(backbone.parameters()).device
@@ -150,9 +251,11 @@ class FeatureCache:
             bar.close()
             for arr in arrays.values():
                 arr.flush()
+            files = {f"{key}.npy": {"bytes": (tmp / f"{key}.npy").stat().st_size,
+                                    "sha256": sha256_file(tmp / f"{key}.npy")} for key in arrays}
             meta = {"format": CACHE_FORMAT, "backbone": backbone.name, "tap": tap,
                     "dtype": self.dtype, "items": n, "arrays": sorted(arrays),
-                    "domain": name}
+                    "domain": name, "files": files}
             (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
             del arrays
             try:
@@ -174,6 +277,15 @@ class FeatureCache:
             shutil.rmtree(child, ignore_errors=True)
             count += 1
         return count
+
+
+def _age_s(folder: Path) -> float:
+    """Seconds since anything in ``folder`` (or the folder itself) last changed."""
+    try:
+        stamps = [p.stat().st_mtime for p in (folder, *folder.iterdir())]
+    except FileNotFoundError:  # being removed by another process
+        return 0.0
+    return time.time() - max(stamps)
 
 
 def open_cache(root: Optional[str], dtype: str = "float32", progress: bool = True) -> FeatureCache:

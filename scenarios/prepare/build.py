@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 
 from scenarios.checks import decode_mask
-from scenarios.fileio import atomic_write_text, sha256_file
+from scenarios.fileio import atomic_write_text, process_alive, sha256_file
 from scenarios.points import points_for_mask
 from scenarios.prepare.common import (DUPLICATE, EMPTY, NOT_LISTED, SIZE_MISMATCH, SPLIT_ORDER,
                                       UNREADABLE, Context, Drop, Layout, Options, Pair)
@@ -187,18 +187,8 @@ def check_out(out: Path, overwrite: bool, source: Path) -> None:
         raise ValueError(f"{out} exists and is not a prepare output (pass --overwrite to replace it)")
     for stale in out.parent.glob(f".{out.name}.prepare-*"):
         pid = stale.name.rsplit(".prepare-", 1)[1].split("-")[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not process_alive(int(pid)):
             shutil.rmtree(stale, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def temp_folder(out: Path) -> Path:
