@@ -5,7 +5,8 @@ domain order.
 
 * A record with a ``fingerprint`` is compared on every part of it except ``seed``; in the
   ``stream`` part the training order (``order``, ``order_seed``, the order of ``domains``) is
-  left out when orders are pooled.
+  left out (unless orders are split), and so are file locations that change no number
+  (``source``, ``synthetic.cache_dir``).
 * A record without one (made before fingerprints existed) is compared, as far as it can be, on
   its method, backbone, stream name, set of domains, hyper-parameters and the run-config settings
   in ``CONFIG_KEYS`` (the checkpoint, stream overrides, protocol, ...).
@@ -265,10 +266,21 @@ def unique_records(records: Sequence[RunRecord]) -> Tuple[List[RunRecord], Dict[
 # Rows: pool keys and labels
 # --------------------------------------------------------------------------------------------
 
+def _without_paths(stream: dict) -> dict:
+    """A stream part or stream overrides without the file locations that do not change numbers
+    (``source``: the YAML's path, ``synthetic.cache_dir``: where generated images are kept)."""
+    out = {k: v for k, v in stream.items() if k != "source"}
+    if isinstance(out.get("synthetic"), dict):
+        out["synthetic"] = {k: v for k, v in out["synthetic"].items() if k != "cache_dir"}
+        if not out["synthetic"]:
+            del out["synthetic"]
+    return out
+
+
 def _order_free_stream(part: Any) -> Any:
     if not isinstance(part, dict):
         return part
-    out = {k: v for k, v in part.items() if k not in ORDER_KEYS}
+    out = {k: v for k, v in _without_paths(part).items() if k not in ORDER_KEYS}
     if isinstance(out.get("domains"), list):
         out["domains"] = sorted(out["domains"], key=_canonical)
     return out
@@ -286,8 +298,9 @@ def pool_key(record: RunRecord, pooling: Pooling) -> dict:
                "domains": sorted(record.domains[:record.trained]) + record.domains[record.trained:]}
         for name in CONFIG_KEYS:
             value = config.get(name)
-            if isinstance(value, dict):
-                value = {k: v for k, v in value.items() if k not in ORDER_OVERRIDES}
+            if isinstance(value, dict):  # stream_overrides
+                value = {k: v for k, v in _without_paths(value).items()
+                         if k not in ORDER_OVERRIDES}
             if value not in (None, {}):
                 key[name] = value
     if not pooling.pool_orders:

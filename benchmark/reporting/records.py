@@ -3,9 +3,10 @@
 A record holds everything needed to regenerate tables without re-running anything: the resolved
 config, the stream (domain order, trained count, evaluation-only domains), the seed, the code
 version, package versions, device, the score matrices R per score (iou, dice, mae), the storage
-ledger and the wall time per phase. JSON has no NaN: NaN/inf scores are written as ``null`` and
-read back as NaN (only in ``matrices`` and ``zero_shot``; a NaN elsewhere, e.g. in ``extra``,
-reads back as None). Files are written atomically (temporary file in the same folder, fsync,
+ledger, the wall time per phase and the fingerprint of what determines the numbers. Every score
+is a finite number in [0, 1] (``validate`` refuses the record otherwise, naming the field and
+cell). JSON has no NaN: a NaN elsewhere, e.g. in ``extra``, is written as ``null`` and reads back
+as None. Files are written atomically (temporary file in the same folder, fsync,
 ``os.replace``), so a crash never leaves a ``*.json`` that looks complete but is not.
 """
 from __future__ import annotations

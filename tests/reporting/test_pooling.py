@@ -226,3 +226,14 @@ def test_bad_keys_are_one_line_errors(tmp_path, capsys, option, value, message):
             apply_where([make(seed=1), make(seed=2)], [value])
         else:
             raise ReportError(err)
+
+
+def test_file_locations_do_not_split_rows():
+    """Where the stream YAML or the generated images live changes no number."""
+    fp_a, fp_b = fingerprint(seed=1), fingerprint(seed=2)
+    fp_a["stream"].update(source="/a/tiny.yaml", synthetic={"train_per_domain": 4, "cache_dir": "/a"})
+    fp_b["stream"].update(source="/b/tiny.yaml", synthetic={"train_per_domain": 4, "cache_dir": "/b"})
+    assert len(rows([make(seed=1, fp=fp_a), make(seed=2, fp=fp_b)])) == 1
+    old = [make(seed=s, run_id=str(s), config={"stream_overrides": {"synthetic": {"cache_dir": d}}})
+           for s, d in ((1, "/a"), (2, "/b"))]
+    assert len(rows(old)) == 1
