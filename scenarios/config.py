@@ -6,6 +6,7 @@ directory when the stream is built (run from the repository root to use data/ an
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
 import types
 import typing
@@ -70,6 +71,9 @@ class StreamConfig:
     prompts: Prompts = field(default_factory=Prompts)
     eval_only: list[EvalDomainSpec] = field(default_factory=list)
     order_seed: int | None = None  # seeded shuffle of the trained domains' order
+    #: explicit training orders (each lists every trained domain once): a run makes one set of
+    #: runs per order (``order_choices``); empty: the one order of ``domains`` / ``order_seed``
+    orders: list[list[str]] = field(default_factory=list)
     #: a split every trained domain trains on instead of its own ``train`` (``test``: the SAMCL
     #: ViT-B script's training on the test images; docs/protocol.md). None: each domain's own.
     train_split: str | None = None
@@ -89,7 +93,47 @@ class StreamConfig:
             del out["train_split"]
         if out["mask_size_mismatch"] == "error":  # the default leaves run ids as before too
             del out["mask_size_mismatch"]
+        if not out["orders"]:  # likewise; a run of one of the orders has its domains in that order
+            del out["orders"]
         return out
+
+
+def order_choices(cfg: StreamConfig, count: int | None = None) -> list[dict]:
+    """The stream overrides of each domain order to run (as a grid's ``order_seeds`` are):
+
+    * the stream's explicit ``orders``: each lists the domains in that order (``domains``, with
+      ``orders`` emptied), so a run of it is the run of a stream written in that order;
+    * else ``count`` = N: the stream's own order (``{}``), then N - 1 seeded shuffles
+      (``order_seed`` 1, 2, ..., skipping a seed whose order repeats an earlier one);
+    * else ``[{}]``: the stream's one order.
+    """
+    src = cfg.source or cfg.name
+    if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 1):
+        raise ConfigError(f"orders must be a positive integer, got {count!r}")
+    if cfg.orders:
+        if count is not None:
+            raise ConfigError(f"{src}: the stream lists its orders (orders:); --orders {count} "
+                              f"would replace them: give one")
+        specs = {d.name: dataclasses.asdict(d) for d in cfg.domains}
+        return [{"domains": [specs[n] for n in order], "orders": []} for order in cfg.orders]
+    if count is None:
+        return [{}]
+    possible = math.factorial(len(cfg.domains))
+    if count > possible:
+        raise ConfigError(f"{src}: --orders {count}: {len(cfg.domains)} trained domains have only "
+                          f"{possible} orders")
+    seen, out, seed = [_names(cfg.ordered_domains())], [{}], 0
+    while len(out) < count:
+        seed += 1
+        order = _names(dataclasses.replace(cfg, order_seed=seed).ordered_domains())
+        if order not in seen:
+            seen.append(order)
+            out.append({"order_seed": seed})
+    return out
+
+
+def _names(specs) -> list[str]:
+    return [d.name for d in specs]
 
 
 def available_streams() -> list[str]:
@@ -194,6 +238,7 @@ def _validate(cfg: StreamConfig, src: str) -> None:
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         fail(f"domain name {dup[0]!r} appears twice")
+    _validate_orders(cfg, fail)
     if cfg.synthetic is None:
         for kind, specs in (("domains", cfg.domains), ("eval_only", cfg.eval_only)):
             for i, d in enumerate(specs):
@@ -213,6 +258,28 @@ def _validate(cfg: StreamConfig, src: str) -> None:
             fail("synthetic.train_per_domain and synthetic.test_per_domain must be at least 1")
         if s.image_size is not None and s.image_size <= 0:
             fail(f"synthetic.image_size must be positive, got {s.image_size}")
+
+
+def _validate_orders(cfg: StreamConfig, fail) -> None:
+    """Each of ``orders`` lists every trained domain once, and no order twice."""
+    if cfg.orders and cfg.order_seed is not None:
+        fail("orders and order_seed: give one (orders lists the orders to run; order_seed "
+             "shuffles the one order)")
+    trained = _names(cfg.domains)
+    for i, order in enumerate(cfg.orders):
+        unknown = [n for n in order if n not in trained]
+        twice = sorted({n for n in order if order.count(n) > 1})
+        missing = [n for n in trained if n not in order]
+        if unknown:
+            fail(f"orders[{i}]: {unknown[0]!r} is not a trained domain (trained: "
+                 f"{', '.join(trained)})")
+        if twice:
+            fail(f"orders[{i}]: domain {twice[0]!r} appears twice")
+        if missing:
+            fail(f"orders[{i}]: misses {', '.join(missing)} (an order lists every trained "
+                 f"domain once)")
+        if order in cfg.orders[:i]:
+            fail(f"orders[{i}]: repeats orders[{cfg.orders.index(order)}]")
 
 
 def _join(where: str, name: str) -> str:

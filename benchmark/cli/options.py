@@ -22,6 +22,9 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="run config YAML (default: benchmark/configs/default.yaml)")
     p.add_argument("--methods", help="comma-separated method names, or 'all'")
     p.add_argument("--seeds", help="comma-separated integer seeds (default 1234)")
+    p.add_argument("--orders", type=int, metavar="N",
+                   help="N domain orders per method and seed: the stream's own, then seeded "
+                        "shuffles (default: the stream's explicit orders, or its one order)")
     p.add_argument("--device", help="auto, cpu, cuda, cuda:1, ...")
     p.add_argument("--output", help="folder for run records (default results/)")
     p.add_argument("--stream", help="built-in stream name (synthetic, paper) or stream YAML path")
@@ -47,7 +50,8 @@ def run_config(args):
     from benchmark.engine.config import load_run_config
 
     overrides = parse_overrides(args.set)
-    for name in ("methods", "device", "output", "stream", "backbone", "checkpoint", "protocol"):
+    for name in ("methods", "orders", "device", "output", "stream", "backbone", "checkpoint",
+                 "protocol"):
         value = getattr(args, name, None)
         if value is not None:
             overrides[name] = value

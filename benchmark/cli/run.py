@@ -22,7 +22,8 @@ def main(args) -> int:
     cfg = run_config(args)
     started = time.perf_counter()
     print(f"benchmark: stream={cfg.stream} backbone={cfg.backbone} methods={cfg.methods} "
-          f"seeds={cfg.seeds} -> {cfg.output}/", flush=True)
+          f"seeds={cfg.seeds}{f' orders={cfg.orders}' if cfg.orders else ''} -> {cfg.output}/",
+          flush=True)
     paths = run_benchmark(cfg)
     elapsed = time.perf_counter() - started
     if int(os.environ.get("RANK", "0")) != 0:  # torchrun: rank 0 reports (the group is gone)

@@ -20,6 +20,9 @@ class RunConfig:
     checkpoint: Optional[str] = "auto"
     methods: Union[str, List[str]] = "all"
     seeds: List[int] = field(default_factory=lambda: [1234])
+    #: N domain orders per method and seed (the stream's own, then seeded shuffles; scenarios/
+    #: config.py order_choices); null: the stream's explicit ``orders``, or its one order
+    orders: Optional[int] = None
     device: str = "auto"
     output: str = "results"
     cache_dir: str = "cache/features"
@@ -79,6 +82,8 @@ def _validate(cfg: RunConfig, source: str) -> None:
          "seeds", "must be a non-empty list of integers")
     if isinstance(cfg.methods, str) and cfg.methods != "all":
         cfg.methods = [m.strip() for m in cfg.methods.split(",") if m.strip()]
+    need(cfg.orders is None or (isinstance(cfg.orders, int) and not isinstance(cfg.orders, bool)
+                                and cfg.orders >= 1), "orders", "must be a positive integer or null")
     need(cfg.methods == "all" or (isinstance(cfg.methods, list) and cfg.methods),
          "methods", "must be 'all' or a non-empty list of method names")
     if isinstance(cfg.methods, list):

@@ -6,16 +6,20 @@ A grid YAML::
     set: {hparams.epochs: 20}    # optional dotted overrides for every run
     methods: [finetune_decoder, samcl]
     seeds: [1, 2, 3]
-    order_seeds: [null, 1, 2]    # the stream's order_seed (null: the stream's own order)
+    order_seeds: [null, 1, 2]    # optional: the stream's order_seed (null: unshuffled)
     backbones: [sam_vit_b, sam2.1_hiera_t]
     output: results/grid         # optional (else the base config's output)
 
-Runs are enumerated in a stable order (backbone, order seed, method, seed); run k belongs to
+Without ``order_seeds`` the domain orders are those of the base config, as ``run`` makes them
+(``orders: N`` in ``set``, or the stream's explicit ``orders``; ``scenarios.config.order_choices``),
+so a grid and a plain run of one order share run ids. Runs are enumerated in a stable order
+(backbone, order, method, seed); run k belongs to
 shard ``k % n``. A run whose record (identified by the run id in ``extra.run_id``) is already in
 the output folder is skipped, so a grid can be restarted, extended or spread over machines.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
@@ -28,6 +32,7 @@ from benchmark.engine.protocol import stream_config
 from benchmark.engine.resolve import resolve
 from benchmark.engine.run import Run, finish_run, resolve_methods
 from benchmark.reporting.records import load_records
+from scenarios.config import order_choices
 from scenarios.fileio import ConfigError, read_yaml_mapping
 
 GRID_KEYS = {"config", "set", "methods", "seeds", "order_seeds", "backbones", "output"}
@@ -41,15 +46,22 @@ class GridError(ConfigError):
 class GridRun:
     index: int
     backbone: str
-    order_seed: Optional[int]
+    order: Dict[str, Any]   # the stream overrides that choose the order ({}: the stream's own)
     method: str
     seed: int
     run_id: str = ""
     done: bool = False
 
     def label(self) -> str:
-        order = "default" if self.order_seed is None else self.order_seed
-        return f"{self.method} {self.backbone} order={order} seed={self.seed}"
+        if "domains" in self.order:
+            order = "→".join(d["name"] for d in self.order["domains"])
+        else:
+            order = self.order.get("order_seed", "default")
+        return f"{self.method} {self.backbone} order={'default' if order is None else order} " \
+               f"seed={self.seed}"
+
+    def order_key(self) -> Tuple[str, str]:
+        return self.backbone, json.dumps(self.order, sort_keys=True)
 
 
 @dataclass
@@ -59,13 +71,13 @@ class Grid:
     overrides: Dict[str, Any]
     methods: List[str]
     seeds: List[int]
-    order_seeds: List[Optional[int]]
+    orders: List[Dict[str, Any]]   # stream overrides per domain order
     backbones: List[str]
 
     def runs(self) -> List[GridRun]:
         out: List[GridRun] = []
         for backbone in self.backbones:
-            for order in self.order_seeds:
+            for order in self.orders:
                 for method in self.methods:
                     for seed in self.seeds:
                         out.append(GridRun(len(out), backbone, order, method, seed))
@@ -74,8 +86,8 @@ class Grid:
     def run_config(self, run: GridRun):
         """The RunConfig of one grid run (one method, one seed)."""
         overrides = dict(self.overrides)
-        overrides.update({"backbone": run.backbone, "methods": [run.method], "seeds": [run.seed],
-                          "stream_overrides.order_seed": run.order_seed})
+        overrides.update({"backbone": run.backbone, "methods": [run.method], "seeds": [run.seed]})
+        overrides.update({f"stream_overrides.{k}": v for k, v in run.order.items()})
         return load_run_config(self.base_config, overrides)
 
 
@@ -110,9 +122,15 @@ def load_grid(path: str | Path, extra_overrides: Optional[Dict[str, Any]] = None
     methods = listed("methods", str, None) if "methods" in data else None
     if methods is None:
         raise GridError(f"{path}: field 'methods' is required")
+    base_cfg = load_run_config(base, overrides)
+    choices = order_choices(stream_config(base_cfg), base_cfg.orders)
+    if "order_seeds" in data:
+        if choices != [{}]:
+            raise GridError(f"{path}: order_seeds and the base config's orders (orders: N in "
+                            f"set, or the stream's explicit orders): give one")
+        choices = [{"order_seed": s} for s in listed("order_seeds", (int, type(None)), [None])]
     return Grid(path=str(path), base_config=base, overrides=overrides, methods=methods,
-                seeds=listed("seeds", int, [1234]),
-                order_seeds=listed("order_seeds", (int, type(None)), [None]),
+                seeds=listed("seeds", int, [1234]), orders=choices,
                 backbones=listed("backbones", str, ["sam_small"]))
 
 
@@ -169,8 +187,8 @@ def run_grid(grid: Grid, shard: Tuple[int, int] = (0, 1), dry_run: bool = False,
     try:
         for r in tqdm(todo, desc="grid", unit="run", disable=not progress):
             cfg = grid.run_config(r)
-            if (r.backbone, r.order_seed) != key:
-                ctx, key = prepare(cfg), (r.backbone, r.order_seed)
+            if r.order_key() != key:
+                ctx, key = prepare(cfg), r.order_key()
             observers = default_observers(cfg, progress and cfg.progress)
             finish_run(ctx, cfg, Run(ctx, cfg, r.method, r.seed, observers).execute())
             r.done = True

@@ -9,6 +9,7 @@ rank 0 writes (``benchmark/core/distributed.py``). Progress bars and TensorBoard
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
@@ -23,9 +24,10 @@ from benchmark.engine.config import RunConfig
 from benchmark.engine.context import RunContext, prepare, seed_everything
 from benchmark.engine.evaluator import evaluate_sharded, stack_rows
 from benchmark.engine.observers import Observer, default_observers
-from benchmark.engine.protocol import apply_evaluation, load_protocol
+from benchmark.engine.protocol import apply_evaluation, load_protocol, stream_config
 from benchmark.engine.resolve import Resolved, check_names, resolve
 from benchmark.reporting.records import RunRecord, write_record
+from scenarios.config import order_choices
 from scenarios.stream import to_avalanche
 
 REPO_DIR = Path(__file__).resolve().parents[2]
@@ -208,19 +210,31 @@ def resolve_methods(cfg: RunConfig) -> List[str]:
     return methods
 
 
+def order_configs(cfg: RunConfig) -> List[RunConfig]:
+    """One run config per domain order ``cfg`` asks for (``scenarios.config.order_choices``:
+    ``cfg.orders`` seeded orders or the stream's explicit ones), each with that order's stream
+    overrides; the stream's own order is ``cfg`` unchanged."""
+    choices = order_choices(stream_config(cfg), cfg.orders)
+    return [dataclasses.replace(cfg, stream_overrides={**cfg.stream_overrides, **choice})
+            for choice in choices]
+
+
 def run_benchmark(cfg: RunConfig, progress: Optional[bool] = None) -> List[Path]:
-    """Run every (method, seed) of ``cfg``; write one record each into ``cfg.output`` (rank 0)."""
+    """Run every (domain order, method, seed) of ``cfg``; write one record each into
+    ``cfg.output`` (rank 0). The backbone, stream and cache are prepared once per order."""
     progress = cfg.progress if progress is None else progress
     methods = resolve_methods(cfg)
-    ctx = prepare(cfg)
+    orders = order_configs(cfg)
     written = []
     try:
-        for method in methods:
-            for seed in cfg.seeds:
-                run = Run(ctx, cfg, method, seed, default_observers(cfg, progress))
-                path = finish_run(ctx, cfg, run.execute())
-                if path is not None:
-                    written.append(path)
+        for order_cfg in orders:
+            ctx = prepare(order_cfg)
+            for method in methods:
+                for seed in cfg.seeds:
+                    run = Run(ctx, order_cfg, method, seed, default_observers(order_cfg, progress))
+                    path = finish_run(ctx, order_cfg, run.execute())
+                    if path is not None:
+                        written.append(path)
     finally:
         distributed.teardown()
     return written

@@ -1,13 +1,13 @@
 """Leaderboard tables and heatmaps, always regenerated from run records.
 
-One row per (method, backbone, stream): mean ± std over seeds (sample std, ddof = 1; a single
-seed shows the mean alone). IoU/Dice-based columns are in points (x100); MAE is a fraction of
+One row per pool of repeats (``reporting/pooling.py``: records equal in everything but the seed
+and, by default, the domain order): mean ± std over them (sample std, ddof = 1; a single record
+shows the mean alone), with the number of seeds and orders it pools. IoU/Dice-based columns are in points (x100); MAE is a fraction of
 pixels; storage is MB = 2**20 bytes. Renderers: terminal (tabulate "simple"), markdown (tabulate
 "github"), CSV (numbers, mean and std columns) and LaTeX (booktabs via pandas' Styler).
 """
 from __future__ import annotations
 
-import json
 import math
 import sys
 import textwrap
@@ -20,7 +20,9 @@ import pandas as pd
 from tabulate import tabulate
 
 from benchmark.reporting.metrics import SCORE_HIGHER_IS_BETTER, metric_direction, summarize
-from benchmark.reporting.records import RunRecord, load_records, safe_name, tagged_name
+from benchmark.reporting.pooling import (FLAG, Pooling, ReportError, apply_where, check_key,
+                                         pool, training_order, unique_records)
+from benchmark.reporting.records import RunRecord, load_records, safe_name
 from benchmark.core.storage import StorageLedger
 from benchmark.reporting.columns import Column
 from scenarios.fileio import atomic_path, atomic_write_text
@@ -99,52 +101,40 @@ def _train_time(timing: dict) -> float:
     return _number(train)
 
 
-def table_labels(records: Sequence[RunRecord]) -> list[str]:
-    """The name each record is tabled under: the method, tagged with a precision other than fp32
-    and with the hyper-parameters that differ between records of the same method, backbone and
-    stream (``lora [rank=4]`` beside ``lora [rank=10]``), so that different settings are never
-    averaged as if they were more seeds."""
-    groups: dict[tuple, list[int]] = {}
-    for i, r in enumerate(records):
-        groups.setdefault((r.method_label, r.backbone, r.stream_name), []).append(i)
-    labels = [r.method_label for r in records]
-    for members in groups.values():
-        settings = [records[i].hparams or {} for i in members]
-        names = sorted({k for s in settings for k in s})
-        differing = [k for k in names if len({json.dumps(s.get(k), sort_keys=True, default=str)
-                                              for s in settings}) > 1]
-        if not differing:
-            continue
-        for i, s in zip(members, settings):
-            labels[i] = tagged_name(records[i].method, records[i].precision_tags
-                                    + [f"{k}={s.get(k)}" for k in differing])
-    return labels
-
-
-def leaderboard_frame(records: Sequence[RunRecord]) -> pd.DataFrame:
-    """Numbers (unscaled): method (``table_labels``), backbone, stream, seeds, then
-    ``<key>_mean`` / ``<key>_std`` per column; sorted by AA mIoU descending."""
+def leaderboard_frame(records: Sequence[RunRecord], pooling: Pooling = Pooling()) -> pd.DataFrame:
+    """Numbers (unscaled), one row per pool of repeats (``reporting/pooling.py``): method (its
+    label), backbone, stream, the group-by keys, seeds, orders, flag, then ``<key>_mean`` /
+    ``<key>_std`` per column; sorted by the group-by keys, then by AA mIoU descending. The
+    notes on flagged rows are in ``attrs["notes"]``."""
+    pooled = pool(records, pooling)
     rows = []
-    for r, label in zip(records, table_labels(records)):
-        rows.append({"method": label, "backbone": r.backbone, "stream": r.stream_name,
-                     "seed": r.seed, **summarize_record(r)})
-    columns = list(COLUMNS) + record_columns(records)
+    for i, r in enumerate(pooled.records):
+        rows.append({"group": pooled.groups[i], "method": pooled.labels[i], "backbone": r.backbone,
+                     "stream": r.stream_name,
+                     **{k: v[i] for k, v in pooled.by.items()},
+                     "seed": r.seed, "order": "→".join(training_order(r)),
+                     "flag": pooled.flagged[i], **summarize_record(r)})
+    columns = list(COLUMNS) + record_columns(pooled.records)
     keys = [c.key for c in columns]
+    head = GROUP + list(pooling.group_by)
     if not rows:
-        return pd.DataFrame(columns=GROUP + ["seeds"] + [f"{k}_{s}" for k in keys
-                                                         for s in ("mean", "std")])
+        out = pd.DataFrame(columns=head + ["seeds", "orders", "flag"]
+                           + [f"{k}_{s}" for k in keys for s in ("mean", "std")])
+        out.attrs.update(columns=columns, notes=[], group_by=list(pooling.group_by))
+        return out
     df = pd.DataFrame(rows)
     for k in keys:
         if k not in df:
             df[k] = np.nan
-    grouped = df.groupby(GROUP, sort=False)
-    mean = grouped[keys].mean().add_suffix("_mean")
-    std = grouped[keys].std(ddof=1).add_suffix("_std")
-    seeds = grouped["seed"].nunique().rename("seeds")
-    out = pd.concat([seeds, mean, std], axis=1).reset_index()
-    out = out.sort_values("AA_iou_mean", ascending=False, na_position="last", kind="stable")
-    out = out.reset_index(drop=True)
-    out.attrs["columns"] = columns
+    grouped = df.groupby("group", sort=False)
+    out = pd.concat([grouped[head].first(), grouped["seed"].nunique().rename("seeds"),
+                     grouped["order"].nunique().rename("orders"), grouped["flag"].any(),
+                     grouped[keys].mean().add_suffix("_mean"),
+                     grouped[keys].std(ddof=1).add_suffix("_std")], axis=1)
+    by = list(pooling.group_by)
+    out = out.sort_values(by + ["AA_iou_mean"], ascending=[True] * len(by) + [False],
+                          na_position="last", kind="stable").reset_index(drop=True)
+    out.attrs.update(columns=columns, notes=pooled.notes, group_by=by)
     return out
 
 
@@ -154,7 +144,7 @@ def _columns_shown(frame: pd.DataFrame) -> list[Column]:
 
 
 def _show_stream(frame: pd.DataFrame) -> bool:
-    return frame["stream"].nunique() > 1
+    return frame["stream"].nunique() > 1 or "stream" in frame.attrs.get("group_by", [])
 
 
 def _cell(mean: float, std: float, col: Column, pm: str = "±") -> str:
@@ -169,27 +159,50 @@ def _cell(mean: float, std: float, col: Column, pm: str = "±") -> str:
 def display_frame(frame: pd.DataFrame, pm: str = "±") -> pd.DataFrame:
     """Strings for printing: "mean ± std" cells, headers with their direction arrow."""
     cols = _columns_shown(frame)
-    out = pd.DataFrame({"Method": frame["method"], "Backbone": frame["backbone"]})
+    methods = [f"{m} {FLAG}" if flag else m for m, flag in zip(frame["method"], frame["flag"])]
+    out = pd.DataFrame({"Method": methods, "Backbone": frame["backbone"]})
     if _show_stream(frame):
         out["Stream"] = frame["stream"]
+    for key in frame.attrs.get("group_by", []):
+        if key not in GROUP:
+            out[key] = frame[key]
     for c in cols:
         out[header(c)] = [_cell(m, s, c, pm) for m, s in
                           zip(frame[f"{c.key}_mean"], frame[f"{c.key}_std"])]
     out["Seeds"] = frame["seeds"].astype(int)
+    out["Orders"] = frame["orders"].astype(int)
     return out
 
 
-def caption(records: Sequence[RunRecord]) -> str:
-    streams = {}
+def _stream_text(name: str, records: Sequence[RunRecord]) -> str:
+    orders = {tuple(training_order(r)): None for r in records}
+    first = records[0]
+    ev = ", ".join(first.domains[first.trained:]) or "none"
+    if len(orders) == 1:
+        trained = " → ".join(next(iter(orders)))
+    else:
+        trained = (f"{len(orders)} orders of {', '.join(sorted(next(iter(orders))))} ("
+                   + "; ".join(" → ".join(o) for o in orders) + ")")
+    return f"stream {name!r}: {trained} (evaluation-only: {ev})"
+
+
+def pooling_text(pooling: Pooling = Pooling()) -> str:
+    """What a row's mean ± std is over, for the caption."""
+    over = "seeds and domain orders" if pooling.pool_orders else "seeds"
+    return (f"Mean ± std over {over} (Seeds and Orders: how many each row pools; sample std; one "
+            f"record shows the mean only). A row pools only records equal in everything but the "
+            f"seed{' and the training order' if pooling.pool_orders else ''} (their fingerprints; "
+            f"records without one: method, backbone, stream, hyper-parameters, run settings); rows "
+            f"of one method that differ in more are labelled by what differs; {FLAG}: records of "
+            f"one run disagree (notes under the table).")
+
+
+def caption(records: Sequence[RunRecord], pooling: Pooling = Pooling()) -> str:
+    streams: dict[str, list] = {}
     for r in records:
-        streams.setdefault(r.stream_name, r)
-    parts = []
-    for name, r in streams.items():
-        trained = " → ".join(r.domains[:r.trained])
-        ev = ", ".join(r.domains[r.trained:]) or "none"
-        parts.append(f"stream {name!r}: {trained} (evaluation-only: {ev})")
-    return ("; ".join(parts) + ". "
-            "Mean ± std over seeds (sample std; one seed shows the mean only). "
+        streams.setdefault(r.stream_name, []).append(r)
+    parts = [_stream_text(name, recs) for name, recs in streams.items()]
+    return ("; ".join(parts) + ". " + pooling_text(pooling) + " "
             "IoU-based columns and AA Dice in points (×100); AA MAE as a fraction of pixels. "
             "AA, FM and FT as SAMCL defines them; BWT and FWT (b = zero-shot) as Lopez-Paz & "
             "Ranzato, Forgetting as Chaudhry; evaluation-only domains are left out of every "
@@ -198,49 +211,62 @@ def caption(records: Sequence[RunRecord]) -> str:
             "↑ / ↓: higher / lower is better.")
 
 
-def per_domain_frame(records: Sequence[RunRecord], score: str = "iou") -> pd.DataFrame:
-    """Final score (row T) per domain, mean over seeds, in display units (x100 for IoU/Dice);
-    rows are (method, backbone, stream), evaluation-only domains are suffixed " (eval)"."""
+def per_domain_frame(records: Sequence[RunRecord], score: str = "iou",
+                     pooling: Pooling = Pooling()) -> pd.DataFrame:
+    """Final score (row T) per domain, mean over a row's records (domains matched by name, so
+    over orders too), in display units (x100 for IoU/Dice); rows as in the leaderboard (method
+    label, backbone, stream, group-by keys); evaluation-only domains are suffixed " (eval)"."""
+    pooled = pool(records, pooling)
+    head = GROUP + list(pooling.group_by)
     rows, order = [], {}
-    for r, method in zip(records, table_labels(records)):
+    for i, r in enumerate(pooled.records):
         if score not in r.matrices:
             continue
         final = r.matrix(score)[r.trained]
-        row = {"method": method, "backbone": r.backbone, "stream": r.stream_name}
+        row = {"group": pooled.groups[i], "method": pooled.labels[i], "backbone": r.backbone,
+               "stream": r.stream_name, **{k: v[i] for k, v in pooled.by.items()}}
         for j, name in enumerate(r.domains):
             label = name if j < r.trained else f"{name} (eval)"
             order.setdefault(label, None)
             row[label] = final[j] * (1 if score == "mae" else 100)
         rows.append(row)
     if not rows:
-        return pd.DataFrame(columns=GROUP)
-    df = pd.DataFrame(rows)
-    out = df.groupby(GROUP, sort=False)[list(order)].mean().reset_index()
-    return out
+        return pd.DataFrame(columns=head)
+    grouped = pd.DataFrame(rows).groupby("group", sort=False)
+    out = pd.concat([grouped[head].first(), grouped[list(order)].mean()], axis=1)
+    return out.reset_index(drop=True)
 
 
 # --------------------------------------------------------------------------------------------
 # Renderers
 # --------------------------------------------------------------------------------------------
 
-def render_terminal(records: Sequence[RunRecord]) -> str:
+def _notes(frame: pd.DataFrame) -> str:
+    notes = frame.attrs.get("notes") or []
+    return "\n".join(notes) + "\n\n" if notes else ""
+
+
+def render_terminal(records: Sequence[RunRecord], pooling: Pooling = Pooling()) -> str:
     if not records:
         return "(no run records)"
-    table = tabulate(display_frame(leaderboard_frame(records)), headers="keys",
+    frame = leaderboard_frame(records, pooling)
+    table = tabulate(display_frame(frame), headers="keys",
                      tablefmt="simple", showindex=False, disable_numparse=True)
-    return table + "\n\n" + textwrap.fill(caption(records), width=100)
+    return table + "\n\n" + _notes(frame) + textwrap.fill(caption(records, pooling), width=100)
 
 
-def render_markdown(records: Sequence[RunRecord]) -> str:
-    table = tabulate(display_frame(leaderboard_frame(records)), headers="keys",
+def render_markdown(records: Sequence[RunRecord], pooling: Pooling = Pooling()) -> str:
+    frame = leaderboard_frame(records, pooling)
+    table = tabulate(display_frame(frame), headers="keys",
                      tablefmt="github", showindex=False, disable_numparse=True)
-    return table + "\n\n" + caption(records) + "\n"
+    return table + "\n\n" + _notes(frame) + caption(records, pooling) + "\n"
 
 
-def render_csv(records: Sequence[RunRecord]) -> str:
-    """Numbers in display units (x100 for IoU/Dice-based columns); mean and std columns."""
-    frame = leaderboard_frame(records)
-    out = frame[GROUP + ["seeds"]].copy()
+def render_csv(records: Sequence[RunRecord], pooling: Pooling = Pooling()) -> str:
+    """Numbers in display units (x100 for IoU/Dice-based columns); mean and std columns; a
+    ``flag`` column (true where records of one run disagree)."""
+    frame = leaderboard_frame(records, pooling)
+    out = frame[GROUP + list(pooling.group_by) + ["seeds", "orders", "flag"]].copy()
     for c in _columns_shown(frame):
         for stat in ("mean", "std"):
             out[f"{header(c)} {stat}"] = (frame[f"{c.key}_{stat}"] * c.scale).round(6)
@@ -253,18 +279,22 @@ def _latex_escape(text: str) -> str:
             "^": r"\textasciicircum{}"}
     text = "".join(repl.get(ch, ch) for ch in str(text))
     for sym, tex in (("±", r"$\pm$"), ("↑", r"$\uparrow$"), ("↓", r"$\downarrow$"),
-                     ("×", r"$\times$"), ("→", r"$\rightarrow$"), ("–", "--")):
+                     ("×", r"$\times$"), ("→", r"$\rightarrow$"), ("–", "--"),
+                     (FLAG, r"$\dagger$"), ("…", r"\ldots{}")):
         text = text.replace(sym, tex)
     return text
 
 
-def render_latex(records: Sequence[RunRecord]) -> str:
-    disp = display_frame(leaderboard_frame(records))
-    n_text = 3 if "Stream" in disp.columns else 2
+def render_latex(records: Sequence[RunRecord], pooling: Pooling = Pooling()) -> str:
+    frame = leaderboard_frame(records, pooling)
+    disp = display_frame(frame)
+    n_text = len(disp.columns) - sum(header(c) in disp.columns for c in _columns_shown(frame)) - 2
     disp = disp.astype(str).map(_latex_escape)
     disp.columns = [_latex_escape(c) for c in disp.columns]
     styler = disp.style.hide(axis="index")
-    return styler.to_latex(hrules=True, caption=_latex_escape(caption(records)),
+    notes = " ".join(frame.attrs.get("notes") or [])
+    return styler.to_latex(hrules=True, caption=_latex_escape(caption(records, pooling)
+                                                             + (" " + notes if notes else "")),
                            column_format="l" * n_text + "r" * (disp.shape[1] - n_text),
                            label="tab:leaderboard", position_float="centering")
 
@@ -275,7 +305,8 @@ def _write(path: Path, text: str) -> Path:
 
 
 def write_tables(records: Sequence[RunRecord], out_dir: str | Path,
-                 formats: Iterable[str] = FORMATS, per_domain: bool = True) -> dict[str, Path]:
+                 formats: Iterable[str] = FORMATS, per_domain: bool = True,
+                 pooling: Pooling = Pooling()) -> dict[str, Path]:
     """Write the leaderboard in each format (leaderboard.{txt,md,csv,tex}) and, with
     ``per_domain``, the final IoU per domain (per_domain_iou.{md,csv}); return name -> path."""
     out_dir = Path(out_dir)
@@ -290,14 +321,16 @@ def write_tables(records: Sequence[RunRecord], out_dir: str | Path,
     written = {}
     for fmt in formats:
         name, fn = renderers[fmt]
-        text = fn(records)
+        text = fn(records, pooling)
         written[fmt] = _write(out_dir / name, text if text.endswith("\n") else text + "\n")
     if per_domain:
-        frame = per_domain_frame(records, "iou")
+        frame = per_domain_frame(records, "iou", pooling)
         if "markdown" in formats or "terminal" in formats:
             md = tabulate(frame, headers="keys", tablefmt="github", showindex=False,
                           floatfmt=".2f")
-            note = "\n\nFinal IoU (x100) per domain after the last trained domain, mean over seeds.\n"
+            over = "seeds and domain orders" if pooling.pool_orders else "seeds"
+            note = (f"\n\nFinal IoU (x100) per domain after the last trained domain, mean over "
+                    f"{over}.\n")
             written["per_domain_markdown"] = _write(out_dir / "per_domain_iou.md", md + note)
         if "csv" in formats:
             written["per_domain_csv"] = _write(out_dir / "per_domain_iou.csv",
@@ -386,22 +419,30 @@ def plot_matrix(record_or_mean: RunRecord | MatrixView, metric: str = "iou",
 
 
 def write_heatmaps(records: Sequence[RunRecord], out_dir: str | Path,
-                   metric: str = "iou") -> list[Path]:
-    """One heatmap per (method, backbone, stream): the mean over seeds when their domain orders
-    agree, else one per seed."""
-    groups: dict[tuple, list[RunRecord]] = {}
-    for r, label in zip(records, table_labels(records)):
+                   metric: str = "iou", pooling: Pooling = Pooling()) -> list[Path]:
+    """One heatmap per leaderboard row: the mean over its records when their domain orders
+    agree, else one per record (``__seed<k>__`` and, across orders, the order in the name)."""
+    pooled = pool(records, pooling)
+    groups: dict[int, list[RunRecord]] = {}
+    stems: dict[int, str] = {}
+    labels: dict[int, str] = {}
+    for i, r in enumerate(pooled.records):
         if metric in r.matrices:
-            groups.setdefault((label, r.backbone, r.stream_name), []).append(r)
+            groups.setdefault(pooled.groups[i], []).append(r)
+            labels[pooled.groups[i]] = pooled.labels[i]
+            stems[pooled.groups[i]] = "__".join(
+                safe_name(k) for k in [pooled.labels[i], r.backbone, r.stream_name]
+                + [v[i] for v in pooled.by.values()])
     paths = []
-    for key, recs in groups.items():
-        stem = "__".join(safe_name(k) for k in key)
+    for g, recs in groups.items():
+        recs = sorted(recs, key=lambda r: (r.seed, training_order(r)))
         try:
-            views = [mean_matrix(sorted(recs, key=lambda r: r.seed), metric, label=key[0])]
-            names = [f"{stem}__{metric}.png"]
+            views = [mean_matrix(recs, metric, label=labels[g])]
+            names = [f"{stems[g]}__{metric}.png"]
         except ValueError:
             views = recs
-            names = [f"{stem}__seed{r.seed}__{metric}.png" for r in recs]
+            names = [f"{stems[g]}__seed{r.seed}__{safe_name('-'.join(training_order(r)))}__"
+                     f"{metric}.png" for r in recs]
         for v, name in zip(views, names):
             paths.append(plot_matrix(v, metric, Path(out_dir) / name))
     return paths
@@ -412,37 +453,43 @@ def write_heatmaps(records: Sequence[RunRecord], out_dir: str | Path,
 # --------------------------------------------------------------------------------------------
 
 def dedup_records(records: Sequence[RunRecord]) -> list[RunRecord]:
-    """One record per run id (``extra.run_id``; the latest ``created`` wins), so result folders
-    merged from several machines count a run once. Records without a run id are all kept."""
-    latest: dict[str, RunRecord] = {}
-    out: list[RunRecord] = []
-    for rec in records:
-        rid = rec.extra.get("run_id")
-        if rid is None:
-            out.append(rec)
-        elif rid not in latest or rec.created > latest[rid].created:
-            latest[rid] = rec
-    return out + list(latest.values())
+    """One record per run (``pooling.identity``: the fingerprint, else the run id; the latest
+    ``created`` wins), so result folders merged from several machines count a run once. Records
+    with neither are all kept. (The leaderboard also flags disagreeing duplicates.)"""
+    return unique_records(records)[0]
 
 
-def report_main(results_dirs: list[str], out_dir: str,
-                formats: Iterable[str] = FORMATS, heatmaps: bool = True) -> int:
+def select_records(results_dirs: Sequence[str], pooling: Pooling = Pooling(),
+                   where: Sequence[str] = ()) -> list[RunRecord]:
+    """The records of the folders that match ``where``; a ReportError for an unknown
+    ``group_by`` or ``where`` key."""
+    records = load_records(results_dirs)
+    if records:
+        for key in pooling.group_by:
+            check_key(records, key, "--group-by")
+        records = apply_where(records, where)
+    return records
+
+
+def report_main(results_dirs: list[str], out_dir: str, formats: Iterable[str] = FORMATS,
+                heatmaps: bool = True, pooling: Pooling = Pooling(),
+                where: Sequence[str] = ()) -> int:
     """Load records, print the terminal table, write tables (and heatmaps); return an exit code."""
     try:
-        records = dedup_records(load_records(results_dirs))
-    except FileNotFoundError as exc:
+        records = select_records(results_dirs, pooling, where)
+    except (FileNotFoundError, ReportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if not records:
         print(f"no run records found in {', '.join(map(str, results_dirs))}", file=sys.stderr)
         return 1
-    print(render_terminal(records))
-    written = write_tables(records, out_dir, formats)
+    print(render_terminal(records, pooling))
+    written = write_tables(records, out_dir, formats, pooling=pooling)
     if heatmaps:
-        hm = write_heatmaps(records, Path(out_dir) / "heatmaps")
+        hm = write_heatmaps(records, Path(out_dir) / "heatmaps", pooling=pooling)
         if hm:
             written["heatmaps"] = hm[0].parent
-    print(f"\n{len(records)} record(s); wrote:")
+    print(f"\n{len(dedup_records(records))} record(s); wrote:")
     for name, path in written.items():
         print(f"  {name}: {path}")
     return 0

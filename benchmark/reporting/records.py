@@ -3,9 +3,10 @@
 A record holds everything needed to regenerate tables without re-running anything: the resolved
 config, the stream (domain order, trained count, evaluation-only domains), the seed, the code
 version, package versions, device, the score matrices R per score (iou, dice, mae), the storage
-ledger and the wall time per phase. JSON has no NaN: NaN/inf scores are written as ``null`` and
-read back as NaN (only in ``matrices`` and ``zero_shot``; a NaN elsewhere, e.g. in ``extra``,
-reads back as None). Files are written atomically (temporary file in the same folder, fsync,
+ledger, the wall time per phase and the fingerprint of what determines the numbers. Every score
+is a finite number in [0, 1] (``validate`` refuses the record otherwise, naming the field and
+cell). JSON has no NaN: a NaN elsewhere, e.g. in ``extra``, is written as ``null`` and reads back
+as None. Files are written atomically (temporary file in the same folder, fsync,
 ``os.replace``), so a crash never leaves a ``*.json`` that looks complete but is not.
 """
 from __future__ import annotations
@@ -67,6 +68,9 @@ class RunRecord:
     #                                               (reporting/columns.py; values in ``extra``)
     zero_shot: dict = field(default_factory=dict)  # score name -> row 0 (filled from matrices)
     schema_version: int = SCHEMA_VERSION
+    #: part name -> JSON value (stream, data, backbone, weights, hparams, protocol, precision,
+    #: code, numerics, seed): what determines the numbers; {} in records made before it existed
+    fingerprint: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.matrices = {k: np.asarray(v, dtype=float).tolist() for k, v in self.matrices.items()}
@@ -148,7 +152,9 @@ class RunRecord:
             if shape != (T + 1, len(domains)):
                 raise RecordError(f"field 'matrices.{score}' has shape {shape}, expected "
                                   f"{(T + 1, len(domains))} (trained + 1 rows, one column per domain)")
-        for name in ("config", "hparams", "storage", "timing", "packages", "extra", "zero_shot"):
+            _check_range(score, np.asarray(m, dtype=float))
+        for name in ("config", "hparams", "storage", "timing", "packages", "extra", "zero_shot",
+                     "fingerprint"):
             if not isinstance(getattr(self, name), Mapping):
                 raise RecordError(f"field {name!r} must be a dict")
         if not isinstance(self.columns, list) or not all(isinstance(c, Mapping) for c in self.columns):
@@ -191,6 +197,18 @@ class RunRecord:
         parts = [self.method, self.backbone, self.stream_name or "stream", f"seed{self.seed}",
                  digest]
         return "__".join(safe_name(p) for p in parts) + ".json"
+
+
+def _check_range(score: str, matrix: np.ndarray) -> None:
+    """Every score (IoU, Dice, MAE) is a finite fraction in [0, 1]; else a RecordError naming
+    the field and the first bad cell (a missing score is written as null and reads as NaN)."""
+    bad = ~(np.isfinite(matrix) & (matrix >= 0) & (matrix <= 1))
+    if bad.any():
+        t, j = (int(i) for i in np.argwhere(bad)[0])
+        value = matrix[t, j]
+        what = "missing or not finite" if not math.isfinite(value) else "outside [0, 1]"
+        raise RecordError(f"field 'matrices.{score}' has {float(value)!r} at R[{t}, {j}] ({what}; "
+                          f"{int(bad.sum())} bad cell(s))")
 
 
 # --------------------------------------------------------------------------------------------

@@ -10,8 +10,9 @@ def test_runs_are_enumerated_stably_and_shards_partition_them(tmp_path, tiny_gri
                                 backbones=["sam_small", "sam_vit_b"]))
     runs = grid.runs()
     assert len(runs) == 2 * 2 * 2 * 2 and [r.index for r in runs] == list(range(16))
-    assert [(r.backbone, r.order_seed, r.method, r.seed) for r in runs[:3]] == [
-        ("sam_small", None, "a", 1), ("sam_small", None, "a", 2), ("sam_small", None, "b", 1)]
+    assert [(r.backbone, r.order, r.method, r.seed) for r in runs[:3]] == [
+        ("sam_small", {"order_seed": None}, "a", 1), ("sam_small", {"order_seed": None}, "a", 2),
+        ("sam_small", {"order_seed": None}, "b", 1)]
     shards = [[r.index for r in runs if r.index % 3 == i] for i in range(3)]
     assert sorted(sum(shards, [])) == list(range(16))
     assert parse_shard("2/3") == (2, 3) and parse_shard(None) == (0, 1)

@@ -2,7 +2,6 @@
 Storage accounting: core/test_storage.py."""
 import json
 import logging
-import math
 import os
 import re
 from importlib import metadata
@@ -18,7 +17,7 @@ STREAM = {"name": "synthetic", "domains": ["a", "b", "c"], "trained": 2, "eval_o
 
 
 def make_record(seed=0, method="finetune_decoder", **kw) -> RunRecord:
-    iou = np.array([[0.5, 0.4, 0.6], [0.8, 0.45, 0.55], [0.7, 0.9, float("nan")]])
+    iou = np.array([[0.5, 0.4, 0.6], [0.8, 0.45, 0.55], [0.7, 0.9, 0.35]])
     ledger = StorageLedger()
     ledger.record("a", {"decoder": 1000})
     ledger.record("b", {"decoder": 1000, "buffer": 24})
@@ -31,7 +30,7 @@ def make_record(seed=0, method="finetune_decoder", **kw) -> RunRecord:
                             extra={"note": float("nan")}, **kw)
 
 
-def test_round_trip_with_nan(tmp_path):
+def test_round_trip(tmp_path):
     r = make_record()
     path = write_record(r, tmp_path)
     assert re.fullmatch(r"finetune_decoder__sam_small__synthetic__seed0__[0-9a-f]{8}\.json",
@@ -43,7 +42,6 @@ def test_round_trip_with_nan(tmp_path):
     (back,) = load_records([tmp_path])
     for score in ("iou", "dice", "mae"):
         np.testing.assert_array_equal(back.matrix(score), r.matrix(score))
-    assert math.isnan(back.matrix("iou")[2, 2])
     assert back.extra["note"] is None   # NaN outside the score matrices reads back as None
     assert back.zero_shot["iou"] == [0.5, 0.4, 0.6]
     assert back.config == r.config and back.timing == r.timing and back.storage == r.storage
@@ -127,3 +125,31 @@ def test_validation_errors():
         r.validate()
     with pytest.raises(RecordError, match="schema_version"):
         RunRecord.from_dict(dict(make_record().to_dict(), schema_version=99))
+
+
+@pytest.mark.parametrize("score, cell, value, reason", [
+    ("iou", (1, 0), 5.0, "outside [0, 1]"), ("dice", (0, 2), -0.1, "outside [0, 1]"),
+    ("mae", (2, 1), 1.5, "outside [0, 1]"), ("iou", (2, 2), None, "missing or not finite")])
+def test_out_of_range_scores_rejected_on_load(tmp_path, caplog, score, cell, value, reason):
+    """A score outside [0, 1] or not finite (null) is refused with one line naming the file and
+    the field, and never averaged (before: an IoU of 5.0 was accepted)."""
+    data = make_record().to_dict()
+    data["matrices"][score][cell[0]][cell[1]] = value
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(RecordError) as err:
+        rec.read_record(path)
+    msg = str(err.value)
+    assert str(path) in msg and f"matrices.{score}" in msg and reason in msg and "\n" not in msg
+    assert f"R[{cell[0]}, {cell[1]}]" in msg
+    with caplog.at_level(logging.WARNING, logger="benchmark.reporting.records"):
+        assert load_records(tmp_path) == []
+
+
+def test_records_without_fingerprint_load():
+    """Records written before the fingerprint existed read back with an empty one."""
+    data = make_record().to_dict()
+    del data["fingerprint"]
+    assert RunRecord.from_dict(data).fingerprint == {}
+    with pytest.raises(RecordError, match="fingerprint"):
+        RunRecord.from_dict(dict(data, fingerprint=[1]))
