@@ -33,6 +33,7 @@ class DomainSpec:
     root: str = ""  # may be empty for synthetic streams: the generated folder of that name
     train: str = "train"
     test: str = "test"
+    metrics: list[str] = field(default_factory=list)  # extra metrics (benchmark/reporting/domain_metrics.py)
 
 
 @dataclass
@@ -46,6 +47,7 @@ class EvalDomainSpec:
     root: str = ""
     test: str = "test"
     train: str | None = None
+    metrics: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -81,10 +83,17 @@ class StreamConfig:
             random.Random(self.order_seed).shuffle(domains)
         return domains
 
+    def domain_metrics(self) -> dict[str, list[str]]:
+        """Domain name -> the extra metrics its spec declares (domains without any left out)."""
+        return {d.name: list(d.metrics) for d in self.domains + self.eval_only if d.metrics}
+
     def to_dict(self) -> dict:
         out = dataclasses.asdict(self)
         if out["train_split"] is None:  # unset, it leaves the dict (and so every run id) as before
             del out["train_split"]
+        for spec in out["domains"] + out["eval_only"]:
+            if not spec["metrics"]:  # likewise
+                del spec["metrics"]
         return out
 
 
@@ -188,6 +197,10 @@ def _validate(cfg: StreamConfig, src: str) -> None:
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         fail(f"domain name {dup[0]!r} appears twice")
+    for d in cfg.domains + cfg.eval_only:
+        twice = sorted({m for m in d.metrics if d.metrics.count(m) > 1})
+        if twice:
+            fail(f"domain {d.name!r}: metric {twice[0]!r} listed twice")
     if cfg.synthetic is None:
         for kind, specs in (("domains", cfg.domains), ("eval_only", cfg.eval_only)):
             for i, d in enumerate(specs):

@@ -105,9 +105,11 @@ class Run:
 
     def evaluate_row(self) -> None:
         start = time.perf_counter()
+        declared = self.ctx.stream_cfg.domain_metrics()
         row = evaluate_sharded(self.strategy, self.views[1],
                                batch_size=int(self.strategy.hp["eval_batch_size"]),
-                               num_workers=self.cfg.num_workers, progress=_Progress(self))
+                               num_workers=self.cfg.num_workers, progress=_Progress(self),
+                               metrics=[declared.get(v.domain_name, ()) for v in self.views[1]])
         self.eval_times.append(time.perf_counter() - start)
         self._notify("on_row", self, len(self.rows), row)
         self.rows.append(row)

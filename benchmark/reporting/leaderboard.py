@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
+from benchmark.reporting.domain_metrics import DOMAIN_METRICS, subset_summary
 from benchmark.reporting.metrics import SCORE_HIGHER_IS_BETTER, metric_direction, summarize
 from benchmark.reporting.records import RunRecord, load_records, safe_name, tagged_name
 from benchmark.core.storage import StorageLedger
@@ -60,7 +61,12 @@ def summarize_record(record: RunRecord) -> dict[str, float]:
     train_time_s and the values of the columns the record's method contributes (NaN where absent)."""
     out: dict[str, float] = {}
     for score in record.matrices:
-        values = summarize(record.matrix(score), record.trained, SCORE_HIGHER_IS_BETTER[score])
+        if score in DOMAIN_METRICS:  # AA and FM over the domains that declare the metric
+            R = record.matrix(score)
+            values = subset_summary(R, record.trained, np.flatnonzero(~np.isnan(R[-1])),
+                                    DOMAIN_METRICS[score].higher_is_better)
+        else:
+            values = summarize(record.matrix(score), record.trained, SCORE_HIGHER_IS_BETTER[score])
         out.update({f"{name}_{score}": v for name, v in values.items()})
     out["storage_mb"] = _storage_mb(record.storage)
     out["train_time_s"] = _train_time(record.timing)
@@ -302,6 +308,25 @@ def write_tables(records: Sequence[RunRecord], out_dir: str | Path,
         if "csv" in formats:
             written["per_domain_csv"] = _write(out_dir / "per_domain_iou.csv",
                                                frame.round(6).to_csv(index=False))
+        written.update(_write_domain_metric_tables(records, out_dir, formats))
+    return written
+
+
+def _write_domain_metric_tables(records: Sequence[RunRecord], out_dir: Path,
+                                formats: list[str]) -> dict[str, Path]:
+    """per_domain_<metric>.{md,csv} for each of the domains' own metrics the records carry."""
+    from benchmark.reporting import domain_tables
+
+    written = {}
+    for metric in domain_tables.extra_metrics(records):
+        frame = domain_tables.domain_metric_frame(records, metric)
+        if "markdown" in formats or "terminal" in formats:
+            md = tabulate(frame, headers="keys", tablefmt="github", showindex=False, floatfmt=".2f")
+            written[f"per_domain_{metric}_markdown"] = _write(
+                out_dir / f"per_domain_{metric}.md", md + "\n\n" + domain_tables.caption(metric) + "\n")
+        if "csv" in formats:
+            written[f"per_domain_{metric}_csv"] = _write(out_dir / f"per_domain_{metric}.csv",
+                                                         frame.round(6).to_csv(index=False))
     return written
 
 

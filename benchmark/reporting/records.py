@@ -28,13 +28,14 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from scenarios.fileio import atomic_path
+from benchmark.reporting.domain_metrics import DOMAIN_METRICS
 from benchmark.reporting.metrics import SCORES
 
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 PACKAGES = ("torch", "torchvision", "segment_anything", "sam2", "avalanche-lib", "peft", "numpy",
-            "pandas")
+            "pandas", "pysodmetrics")
 
 
 class RecordError(ValueError):
@@ -141,9 +142,9 @@ class RunRecord:
         if not isinstance(self.matrices, Mapping) or "iou" not in self.matrices:
             raise RecordError("field 'matrices' must be a dict with at least an 'iou' matrix")
         for score, m in self.matrices.items():
-            if score not in SCORES:
+            if score not in SCORES and score not in DOMAIN_METRICS:
                 raise RecordError(f"field 'matrices' has unknown score {score!r} "
-                                  f"(known: {', '.join(SCORES)})")
+                                  f"(known: {', '.join([*SCORES, *DOMAIN_METRICS])})")
             shape = np.asarray(m, dtype=float).shape
             if shape != (T + 1, len(domains)):
                 raise RecordError(f"field 'matrices.{score}' has shape {shape}, expected "
