@@ -87,6 +87,11 @@ def check_options(cfg: RunConfig, device: torch.device) -> None:
     if cfg.tensorboard and importlib.util.find_spec("tensorboard") is None:
         raise ValueError("config field 'tensorboard' needs the tensorboard package "
                          "(pip install tensorboard)")
+    if cfg.wandb and importlib.util.find_spec("wandb") is None:
+        raise ValueError("config field 'wandb' needs the wandb package (pip install wandb)")
+    if (cfg.log_samples or cfg.save_masks) and distributed.is_distributed():
+        raise ValueError("config fields 'log_samples' and 'save_masks' need one process (under "
+                         "torchrun each process scores only its shard)")
     if cfg.precision == "bf16" and not native_bf16(device):
         warnings.warn(f"precision=bf16 on {device}: no native bf16 (a CPU needs avx512_bf16 or AMX, "
                       f"a GPU Ampere or newer), so bf16 is emulated and likely slower than fp32")

@@ -8,7 +8,7 @@ plus the extra metrics a domain declares in the stream YAML (``reporting/domain_
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -21,14 +21,17 @@ from benchmark.reporting.metrics import SCORES, image_scores
 
 @torch.no_grad()
 def evaluate_domains(strategy, datasets: Sequence, *, batch_size: int = 16, num_workers: int = 0,
-                     progress=None, metrics: Optional[Sequence[Sequence[str]]] = None
-                     ) -> Dict[str, List[float]]:
+                     progress=None, metrics: Optional[Sequence[Sequence[str]]] = None,
+                     samples: Optional[Callable] = None) -> Dict[str, List[float]]:
     """Mean IoU / Dice / MAE of ``strategy.predict`` on each dataset, in order; ``metrics``: per
-    dataset, the extra metrics it declares (``domain_metrics.py``; NaN for the others)."""
+    dataset, the extra metrics it declares (``domain_metrics.py``; NaN for the others);
+    ``samples(k, dataset)``: a callable per dataset that sees every batch's per-image results
+    (``engine/samples.py``)."""
     metrics = list(metrics) if metrics is not None else [()] * len(datasets)
     strategy.model.eval()
-    sums = [_score_domain(strategy, ds, names, batch_size, num_workers, progress)
-            for ds, names in zip(datasets, metrics)]
+    sums = [_score_domain(strategy, ds, names, batch_size, num_workers, progress,
+                          None if samples is None else samples(k, ds))
+            for k, (ds, names) in enumerate(zip(datasets, metrics))]
     return _reduce(sums, metrics)
 
 
@@ -46,7 +49,7 @@ def _reduce(sums: Sequence[tuple], metrics: Sequence[Sequence[str]]) -> Dict[str
 
 
 def _score_domain(strategy, dataset, names: Sequence[str], batch_size: int, num_workers: int,
-                  progress) -> tuple:
+                  progress, sink: Optional[Callable] = None) -> tuple:
     """Summed per-image scores (and domain-metric statistics) of one dataset, and its image count."""
     from scenarios.stream import collate_samples, to_device
 
@@ -64,9 +67,11 @@ def _score_domain(strategy, dataset, names: Sequence[str], batch_size: int, num_
         per_image = image_scores(logits, batch["mask"])
         for m in SCORES:
             sums[m] += per_image[m].double().sum()
-        if names:
-            for m, stats in image_stats(names, *as_uint8_maps(logits, batch["mask"])).items():
-                extra[m] += stats.sum(axis=0)
+        stats = image_stats(names, *as_uint8_maps(logits, batch["mask"])) if names else {}
+        for m, values in stats.items():
+            extra[m] += values.sum(axis=0)
+        if sink is not None:
+            sink(batch, logits, per_image, stats)
         count += len(batch["mask"])
         if progress is not None:
             progress.update(len(batch["mask"]))
@@ -81,12 +86,13 @@ def stack_rows(rows: List[Dict[str, List[float]]]) -> Dict[str, np.ndarray]:
 
 @torch.no_grad()
 def evaluate_sharded(strategy, datasets: Sequence, *, batch_size: int = 16, num_workers: int = 0,
-                     progress=None, metrics=None) -> Dict[str, List[float]]:
+                     progress=None, metrics=None, samples=None) -> Dict[str, List[float]]:
     """``evaluator.evaluate_domains`` over all processes: each scores its shard, then the score
-    sums, domain-metric statistics and image counts are all-reduced (every image counted once)."""
+    sums, domain-metric statistics and image counts are all-reduced (every image counted once).
+    Per-image ``samples`` need one process (``context.check_options`` refuses them under torchrun)."""
     if not distributed.is_distributed():
         return evaluate_domains(strategy, datasets, batch_size=batch_size, num_workers=num_workers,
-                                progress=progress, metrics=metrics)
+                                progress=progress, metrics=metrics, samples=samples)
     metrics = list(metrics) if metrics is not None else [()] * len(datasets)
     w = distributed.world_size()
     strategy.model.eval()

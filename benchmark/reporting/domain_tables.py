@@ -3,6 +3,7 @@ in the records, its final value on every domain that declares it, and its AA and
 domains, mean over seeds, in points (x100; BER in percent)."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -11,6 +12,7 @@ import pandas as pd
 from benchmark.reporting.domain_metrics import DOMAIN_METRICS, subset_summary
 from benchmark.reporting.leaderboard import GROUP, per_domain_frame, table_labels
 from benchmark.reporting.records import RunRecord
+from scenarios.fileio import atomic_write_text
 
 
 def extra_metrics(records: Sequence[RunRecord]) -> list[str]:
@@ -42,3 +44,18 @@ def caption(metric: str) -> str:
     fm = "" if info.higher_is_better else " (a positive FM: the error fell after training)"
     return (f"{info.label} (x100, {better} is better) after the last trained domain on the domains "
             f"that declare it, mean over seeds; AA and FM (SAMCL's) over those domains{fm}.")
+
+
+def write_domain_metric_tables(records: Sequence[RunRecord], out_dir: str | Path) -> list[Path]:
+    """per_domain_<metric>.{md,csv} for each of the domains' own metrics the records carry."""
+    from tabulate import tabulate
+
+    written = []
+    for metric in extra_metrics(records):
+        frame = domain_metric_frame(records, metric)
+        md = tabulate(frame, headers="keys", tablefmt="github", showindex=False, floatfmt=".2f")
+        for name, text in ((f"per_domain_{metric}.md", md + "\n\n" + caption(metric) + "\n"),
+                           (f"per_domain_{metric}.csv", frame.round(6).to_csv(index=False))):
+            atomic_write_text(Path(out_dir) / name, text)
+            written.append(Path(out_dir) / name)
+    return written

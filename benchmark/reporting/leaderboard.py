@@ -308,25 +308,6 @@ def write_tables(records: Sequence[RunRecord], out_dir: str | Path,
         if "csv" in formats:
             written["per_domain_csv"] = _write(out_dir / "per_domain_iou.csv",
                                                frame.round(6).to_csv(index=False))
-        written.update(_write_domain_metric_tables(records, out_dir, formats))
-    return written
-
-
-def _write_domain_metric_tables(records: Sequence[RunRecord], out_dir: Path,
-                                formats: list[str]) -> dict[str, Path]:
-    """per_domain_<metric>.{md,csv} for each of the domains' own metrics the records carry."""
-    from benchmark.reporting import domain_tables
-
-    written = {}
-    for metric in domain_tables.extra_metrics(records):
-        frame = domain_tables.domain_metric_frame(records, metric)
-        if "markdown" in formats or "terminal" in formats:
-            md = tabulate(frame, headers="keys", tablefmt="github", showindex=False, floatfmt=".2f")
-            written[f"per_domain_{metric}_markdown"] = _write(
-                out_dir / f"per_domain_{metric}.md", md + "\n\n" + domain_tables.caption(metric) + "\n")
-        if "csv" in formats:
-            written[f"per_domain_{metric}_csv"] = _write(out_dir / f"per_domain_{metric}.csv",
-                                                         frame.round(6).to_csv(index=False))
     return written
 
 

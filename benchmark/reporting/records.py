@@ -271,9 +271,11 @@ def read_record(path: str | Path) -> RunRecord:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise RecordError(f"{path}: not a readable JSON file ({exc})") from exc
     try:
-        return RunRecord.from_dict(data)
+        record = RunRecord.from_dict(data)
     except RecordError as exc:
         raise RecordError(f"{path}: {exc}") from exc
+    record.source_path = path  # not a field: where files the record names (per-image scores) lie
+    return record
 
 
 def record_files(paths_or_dirs: Iterable[str | Path] | str | Path) -> list[Path]:

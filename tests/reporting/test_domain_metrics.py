@@ -129,7 +129,7 @@ def test_evaluator_fills_declared_domains_and_nan_elsewhere():
 
 
 def test_report_writes_a_table_per_domain_metric(tmp_path):
-    from benchmark.reporting.leaderboard import write_tables
+    from benchmark.reporting.domain_tables import write_domain_metric_tables
     from benchmark.reporting.records import RunRecord, load_records, write_record
 
     stream = {"name": "s", "domains": ["a", "b", "coco"], "trained": 2, "eval_only": ["coco"]}
@@ -139,11 +139,11 @@ def test_report_writes_a_table_per_domain_metric(tmp_path):
     paths = [write_record(RunRecord(method="m", backbone="sam_small", stream=stream, seed=seed,
                                     matrices={"iou": iou, "ber": np.array(ber) + seed / 100}),
                           tmp_path / "r") for seed in (0, 2)]
-    written = write_tables(load_records(paths), tmp_path / "t")
-    text = written["per_domain_ber_markdown"].read_text()
+    written = {p.name: p for p in write_domain_metric_tables(load_records(paths), tmp_path / "t")}
+    text = written["per_domain_ber.md"].read_text()
     header = [c.strip() for c in text.splitlines()[0].split("|")]
     assert "b" in header and "a" not in header and "coco (eval)" not in header  # declaring only
     # final BER 0.10 and 0.12 -> 11.00; FM = R[2, b] - R[T, b] = 0 (b is the last trained domain)
     assert "11.00" in text and "lower is better" in text
-    csv = written["per_domain_ber_csv"].read_text().splitlines()
+    csv = written["per_domain_ber.csv"].read_text().splitlines()
     assert csv[0] == "method,backbone,stream,b,AA,FM" and csv[1].startswith("m,sam_small,s,11.0,11.0,0.0")
