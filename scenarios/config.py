@@ -34,6 +34,7 @@ class DomainSpec:
     root: str = ""  # may be empty for synthetic streams: the generated folder of that name
     train: str = "train"
     test: str = "test"
+    metrics: list[str] = field(default_factory=list)  # extra metrics (benchmark/reporting/domain_metrics.py)
 
 
 @dataclass
@@ -47,6 +48,7 @@ class EvalDomainSpec:
     root: str = ""
     test: str = "test"
     train: str | None = None
+    metrics: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -87,6 +89,10 @@ class StreamConfig:
             random.Random(self.order_seed).shuffle(domains)
         return domains
 
+    def domain_metrics(self) -> dict[str, list[str]]:
+        """Domain name -> the extra metrics its spec declares (domains without any left out)."""
+        return {d.name: list(d.metrics) for d in self.domains + self.eval_only if d.metrics}
+
     def to_dict(self) -> dict:
         out = dataclasses.asdict(self)
         if out["train_split"] is None:  # unset, it leaves the dict (and so every run id) as before
@@ -95,6 +101,9 @@ class StreamConfig:
             del out["mask_size_mismatch"]
         if not out["orders"]:  # likewise; a run of one of the orders has its domains in that order
             del out["orders"]
+        for spec in out["domains"] + out["eval_only"]:
+            if not spec["metrics"]:  # likewise
+                del spec["metrics"]
         return out
 
 
@@ -239,6 +248,10 @@ def _validate(cfg: StreamConfig, src: str) -> None:
     if dup:
         fail(f"domain name {dup[0]!r} appears twice")
     _validate_orders(cfg, fail)
+    for d in cfg.domains + cfg.eval_only:
+        twice = sorted({m for m in d.metrics if d.metrics.count(m) > 1})
+        if twice:
+            fail(f"domain {d.name!r}: metric {twice[0]!r} listed twice")
     if cfg.synthetic is None:
         for kind, specs in (("domains", cfg.domains), ("eval_only", cfg.eval_only)):
             for i, d in enumerate(specs):

@@ -39,6 +39,12 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
                    help="override any config field, dotted (e.g. hparams.epochs=3, "
                         "method_hparams.lora.rank=4, stream_overrides.image_size=128)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--log-samples", action="store_true",
+                   help="per-image scores of every evaluation row, CSV beside each record")
+    p.add_argument("--save-masks", type=int, metavar="N",
+                   help="PNG masks of the first N test images per domain from the final row")
+    p.add_argument("--wandb", metavar="PROJECT", help="log losses and R rows to Weights & Biases")
+    p.add_argument("--csv-log", metavar="DIR", help="log losses and R rows as CSV files in DIR")
     p.add_argument("--deterministic", action="store_true",
                    help="torch.use_deterministic_algorithms (see docs/scaling.md for GPU caveats)")
     p.add_argument("--no-resume", action="store_true",
@@ -51,7 +57,7 @@ def run_config(args):
 
     overrides = parse_overrides(args.set)
     for name in ("methods", "orders", "device", "output", "stream", "backbone", "checkpoint",
-                 "protocol"):
+                 "protocol", "save_masks", "wandb", "csv_log"):
         value = getattr(args, name, None)
         if value is not None:
             overrides[name] = value
@@ -61,7 +67,7 @@ def run_config(args):
         except ValueError:
             raise ConfigError(f"--seeds expects comma-separated integers, got {args.seeds!r}") from None
     for flag, key, value in (("no_progress", "progress", False), ("deterministic", "deterministic", True),
-                             ("no_resume", "resume", False)):
+                             ("no_resume", "resume", False), ("log_samples", "log_samples", True)):
         if getattr(args, flag, False):
             overrides[key] = value
     cfg = load_run_config(args.config, overrides)

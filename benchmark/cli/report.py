@@ -24,5 +24,31 @@ def main(args) -> int:
 
     out = args.out or f"{args.results[0].rstrip('/')}/tables"
     pooling = Pooling(pool_orders=not args.split_orders, group_by=tuple(args.group_by))
-    return report_main(args.results, out, heatmaps=not args.no_heatmaps, pooling=pooling,
+    code = report_main(args.results, out, heatmaps=not args.no_heatmaps, pooling=pooling,
                        where=args.where)
+    if code == 0:
+        _extra_tables(args.results, out, pooling, args.where)
+    return code
+
+
+def _extra_tables(results, out: str, pooling, where) -> None:
+    """per_domain_<metric> tables of the domains' own metrics, and significance.{md,csv} when
+    records carry per-image scores (``--log-samples`` runs)."""
+    from pathlib import Path
+
+    from benchmark.reporting.domain_tables import write_domain_metric_tables
+    from benchmark.reporting.leaderboard import select_records
+    from benchmark.reporting.significance import render_significance, significance_frame
+    from scenarios.fileio import atomic_write_text
+
+    records = select_records(results, pooling, where)
+    for path in write_domain_metric_tables(records, out, pooling):
+        print(f"  {path.stem}: {path}")
+    frame = significance_frame(records, pooling=pooling)
+    if frame.empty:
+        return
+    text = render_significance(frame)
+    atomic_write_text(Path(out) / "significance.md", text)
+    atomic_write_text(Path(out) / "significance.csv", frame.round(6).to_csv(index=False))
+    print("
+" + text + f"  significance: {Path(out) / 'significance.md'}")

@@ -38,6 +38,10 @@ class RunConfig:
     precision: str = "fp32"            # fp32 | bf16 (autocast; GPU, or a CPU with native bf16)
     channels_last: bool = False        # channels-last tensors (a GPU speed option)
     tensorboard: Optional[str] = None  # a folder for TensorBoard scalars (needs `tensorboard`)
+    wandb: Optional[str] = None        # a Weights & Biases project for losses and R rows
+    csv_log: Optional[str] = None      # a folder for CSV logs of losses and R rows
+    log_samples: bool = False          # per-image scores of every row, as CSV beside the record
+    save_masks: int = 0                # predicted masks of the first N test images per domain
     source: str = "<defaults>"
     #: the dotted keys given on the command line (--set and the named options), for provenance
     overridden: List[str] = field(default_factory=list, metadata={"internal": True})
@@ -95,7 +99,12 @@ def _validate(cfg: RunConfig, source: str) -> None:
          "method_hparams", "must map method names to mappings")
     need(isinstance(cfg.stream_overrides, dict), "stream_overrides", "must be a mapping")
     need(isinstance(cfg.num_workers, int) and cfg.num_workers >= 0, "num_workers", "must be an integer >= 0")
-    for name in ("resume", "deterministic", "channels_last", "progress"):
+    for name in ("wandb", "csv_log"):
+        value = getattr(cfg, name)
+        need(value is None or (isinstance(value, str) and value), name, "must be a name or null")
+    need(isinstance(cfg.save_masks, int) and not isinstance(cfg.save_masks, bool)
+         and cfg.save_masks >= 0, "save_masks", "must be an integer >= 0")
+    for name in ("resume", "deterministic", "channels_last", "progress", "log_samples"):
         need(isinstance(getattr(cfg, name), bool), name, "must be true or false")
     need(cfg.precision in ("fp32", "bf16"), "precision", "must be fp32 or bf16")
     need(cfg.protocol in available_protocols(), "protocol",

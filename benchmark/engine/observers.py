@@ -74,8 +74,7 @@ class TensorBoard(Observer):
     def on_start(self, run) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
-        name = f"{run.method}__{run.cfg.backbone}__seed{run.seed}__{run.run_id[:8]}"
-        self.writer = SummaryWriter(log_dir=str(Path(self.folder) / name))
+        self.writer = SummaryWriter(log_dir=str(Path(self.folder) / _run_name(run)))
 
     def on_row(self, run, index: int, row: Dict[str, List[float]]) -> None:
         for metric, values in row.items():
@@ -90,10 +89,74 @@ class TensorBoard(Observer):
         self.writer.close()
 
 
+def _run_name(run) -> str:
+    return f"{run.method}__{run.cfg.backbone}__seed{run.seed}__{run.run_id[:8]}"
+
+
+class CSVLog(Observer):
+    """``<folder>/<run>/losses.csv`` (epoch, loss) and ``rows.csv`` (row, domain, score, value),
+    appended as the run goes (rank 0 only). Plain csv files: Avalanche's CSVLogger writes its own
+    classification metrics, not a segmentation run's losses and R rows."""
+
+    def __init__(self, folder: str):
+        self.folder = Path(folder)
+
+    def on_start(self, run) -> None:
+        self.dir = self.folder / _run_name(run)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        for name, header in (("losses.csv", ["epoch", "loss"]),
+                             ("rows.csv", ["row", "domain", "score", "value"])):
+            if not (self.dir / name).exists():  # a resumed run appends to its files
+                self._append(name, [header])
+
+    def _append(self, name: str, rows: List[list]) -> None:
+        import csv
+
+        with open(self.dir / name, "a", encoding="utf-8", newline="") as fh:
+            csv.writer(fh).writerows(rows)
+
+    def on_row(self, run, index: int, row: Dict[str, List[float]]) -> None:
+        self._append("rows.csv", [[index, name, metric, value] for metric, values in row.items()
+                                  for name, value in zip(run.stream.domain_names, values)])
+
+    def on_losses(self, run, first: int, losses: Sequence[float]) -> None:
+        self._append("losses.csv", [[k, loss] for k, loss in enumerate(losses, start=first)])
+
+
+class WandB(Observer):
+    """A Weights & Biases run per benchmark run in project ``project`` (rank 0 only): the config
+    and resolved hyper-parameters, ``R_<score>/<domain>`` per row and ``loss/epoch``. The wandb
+    library directly: Avalanche's WandBLogger logs its own evaluation plugin's metrics. Offline:
+    ``WANDB_MODE=offline`` (then ``wandb sync`` uploads)."""
+
+    def __init__(self, project: str):
+        self.project = project
+
+    def on_start(self, run) -> None:
+        import wandb
+
+        self.wandb = wandb.init(project=self.project, name=_run_name(run), reinit="create_new",
+                                config={"run": run.cfg.to_dict(), "hparams": dict(run.resolved.hparams),
+                                        "method": run.method, "seed": run.seed, "run_id": run.run_id})
+
+    def on_row(self, run, index: int, row: Dict[str, List[float]]) -> None:
+        self.wandb.log({f"R_{metric}/{name}": value for metric, values in row.items()
+                        for name, value in zip(run.stream.domain_names, values)} | {"row": index})
+
+    def on_losses(self, run, first: int, losses: Sequence[float]) -> None:
+        for k, loss in enumerate(losses, start=first):
+            self.wandb.log({"loss/epoch": loss, "epoch": k})
+
+    def on_end(self, run) -> None:
+        self.wandb.finish()
+
+
 def default_observers(cfg, progress: bool) -> List[Observer]:
     observers: List[Observer] = [ResumeNotice()]
     if progress:
         observers.append(ProgressBar())
-    if cfg.tensorboard and distributed.is_main():
-        observers.append(TensorBoard(cfg.tensorboard))
+    if distributed.is_main():
+        for value, cls in ((cfg.tensorboard, TensorBoard), (cfg.csv_log, CSVLog), (cfg.wandb, WandB)):
+            if value:
+                observers.append(cls(value))
     return observers

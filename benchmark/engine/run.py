@@ -26,6 +26,7 @@ from benchmark.engine.evaluator import evaluate_sharded, stack_rows
 from benchmark.engine.observers import Observer, default_observers
 from benchmark.engine.protocol import apply_evaluation, load_protocol, stream_config
 from benchmark.engine.resolve import Resolved, check_names, resolve
+from benchmark.engine.samples import SampleLog
 from benchmark.reporting.records import RunRecord, write_record
 from scenarios.config import order_choices
 from scenarios.stream import to_avalanche
@@ -50,6 +51,9 @@ class Run:
         self.ledger = StorageLedger()
         self.done, self.elapsed_before = 0, 0.0
         self._pending_losses = None  # (first index, losses) of the last trained domain
+        self.samples = (SampleLog(cfg.output, self.run_id, list(self.stream.domain_names),
+                                  cfg.log_samples, cfg.save_masks)
+                        if cfg.log_samples or cfg.save_masks else None)
 
     def execute(self) -> RunRecord:
         self.started = time.perf_counter()
@@ -92,6 +96,8 @@ class Run:
         self.ledger = StorageLedger.from_dict(state["ledger"])
         self.train_times, self.eval_times = list(state["train_times"]), list(state["eval_times"])
         self.elapsed_before = float(state["elapsed"])
+        if self.samples is not None:
+            self.samples.rows = list(state.get("samples", []))
         self.strategy.on_resume(self.experiences[:self.done])
         resume.set_rng_state(state["rng"])
         self._notify("on_resume", self, self.done)
@@ -107,9 +113,13 @@ class Run:
 
     def evaluate_row(self) -> None:
         start = time.perf_counter()
+        declared = self.ctx.stream_cfg.domain_metrics()
         row = evaluate_sharded(self.strategy, self.views[1],
                                batch_size=int(self.strategy.hp["eval_batch_size"]),
-                               num_workers=self.cfg.num_workers, progress=_Progress(self))
+                               num_workers=self.cfg.num_workers, progress=_Progress(self),
+                               metrics=[declared.get(v.domain_name, ()) for v in self.views[1]],
+                               samples=self.samples and self.samples.for_row(
+                                   len(self.rows), final=len(self.rows) == self.stream.trained))
         self.eval_times.append(time.perf_counter() - start)
         self._notify("on_row", self, len(self.rows), row)
         self.rows.append(row)
@@ -125,7 +135,8 @@ class Run:
             "run_id": self.run_id, "domain": done, "rows": self.rows,
             "ledger": self.ledger.to_dict(), "train_times": self.train_times,
             "eval_times": self.eval_times, "elapsed": self._elapsed(),
-            "strategy": self.strategy.state_dict(), "rng": resume.rng_state()})
+            "strategy": self.strategy.state_dict(), "rng": resume.rng_state(),
+            "samples": self.samples.rows if self.samples is not None else []})
 
     def record(self) -> RunRecord:
         s, strategy, trained = self.stream, self.strategy, self.stream.trained
@@ -143,7 +154,7 @@ class Run:
         manifests = data_manifests(s)
         if manifests:
             extra["data_manifests"] = manifests
-        return RunRecord.create(
+        record = RunRecord.create(
             method=self.method, backbone=self.cfg.backbone,
             stream={"name": self.ctx.stream_cfg.name, "domains": list(s.domain_names),
                     "trained": trained, "eval_only": list(s.domain_names[trained:])},
@@ -151,6 +162,10 @@ class Run:
             device=self.ctx.device, repo_dir=REPO_DIR, config=self.cfg.to_dict(),
             hparams=strategy.hp, storage=self.ledger.to_dict(), timing=timing, extra=extra,
             columns=[c.to_dict() for c in strategy.report_columns])
+        if self.samples is not None and self.samples.log and distributed.is_main():
+            record.extra["samples_file"] = self.samples.write(
+                f"{self.method}__{self.cfg.backbone}__seed{self.seed}__{self.run_id}")
+        return record
 
     # ------------------------------------------------------------------ helpers
     def _elapsed(self) -> float:

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
+from benchmark.reporting.domain_metrics import DOMAIN_METRICS, subset_summary
 from benchmark.reporting.metrics import SCORE_HIGHER_IS_BETTER, metric_direction, summarize
 from benchmark.reporting.pooling import (FLAG, Pooling, ReportError, apply_where, check_key,
                                          pool, training_order, unique_records)
@@ -62,7 +63,12 @@ def summarize_record(record: RunRecord) -> dict[str, float]:
     train_time_s and the values of the columns the record's method contributes (NaN where absent)."""
     out: dict[str, float] = {}
     for score in record.matrices:
-        values = summarize(record.matrix(score), record.trained, SCORE_HIGHER_IS_BETTER[score])
+        if score in DOMAIN_METRICS:  # AA and FM over the domains that declare the metric
+            R = record.matrix(score)
+            values = subset_summary(R, record.trained, np.flatnonzero(~np.isnan(R[-1])),
+                                    DOMAIN_METRICS[score].higher_is_better)
+        else:
+            values = summarize(record.matrix(score), record.trained, SCORE_HIGHER_IS_BETTER[score])
         out.update({f"{name}_{score}": v for name, v in values.items()})
     out["storage_mb"] = _storage_mb(record.storage)
     out["train_time_s"] = _train_time(record.timing)

@@ -29,13 +29,14 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from scenarios.fileio import atomic_path
+from benchmark.reporting.domain_metrics import DOMAIN_METRICS
 from benchmark.reporting.metrics import SCORES
 
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 PACKAGES = ("torch", "torchvision", "segment_anything", "sam2", "avalanche-lib", "peft", "numpy",
-            "pandas")
+            "pandas", "pysodmetrics")
 
 
 class RecordError(ValueError):
@@ -145,9 +146,9 @@ class RunRecord:
         if not isinstance(self.matrices, Mapping) or "iou" not in self.matrices:
             raise RecordError("field 'matrices' must be a dict with at least an 'iou' matrix")
         for score, m in self.matrices.items():
-            if score not in SCORES:
+            if score not in SCORES and score not in DOMAIN_METRICS:
                 raise RecordError(f"field 'matrices' has unknown score {score!r} "
-                                  f"(known: {', '.join(SCORES)})")
+                                  f"(known: {', '.join([*SCORES, *DOMAIN_METRICS])})")
             shape = np.asarray(m, dtype=float).shape
             if shape != (T + 1, len(domains)):
                 raise RecordError(f"field 'matrices.{score}' has shape {shape}, expected "
@@ -200,9 +201,12 @@ class RunRecord:
 
 
 def _check_range(score: str, matrix: np.ndarray) -> None:
-    """Every score (IoU, Dice, MAE) is a finite fraction in [0, 1]; else a RecordError naming
-    the field and the first bad cell (a missing score is written as null and reads as NaN)."""
+    """Every score (IoU, Dice, MAE, and the domain metrics in the columns of the domains that
+    declare them) is a finite fraction in [0, 1]; else a RecordError naming the field and the
+    first bad cell (a missing score is written as null and reads as NaN)."""
     bad = ~(np.isfinite(matrix) & (matrix >= 0) & (matrix <= 1))
+    if score in DOMAIN_METRICS:  # a domain's own metric is null in the columns that do not declare it
+        bad &= ~np.isnan(matrix).all(axis=0, keepdims=True)
     if bad.any():
         t, j = (int(i) for i in np.argwhere(bad)[0])
         value = matrix[t, j]
@@ -288,9 +292,11 @@ def read_record(path: str | Path) -> RunRecord:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise RecordError(f"{path}: not a readable JSON file ({exc})") from exc
     try:
-        return RunRecord.from_dict(data)
+        record = RunRecord.from_dict(data)
     except RecordError as exc:
         raise RecordError(f"{path}: {exc}") from exc
+    record.source_path = path  # not a field: where files the record names (per-image scores) lie
+    return record
 
 
 def record_files(paths_or_dirs: Iterable[str | Path] | str | Path) -> list[Path]:
