@@ -50,5 +50,4 @@ def _extra_tables(results, out: str, pooling, where) -> None:
     text = render_significance(frame)
     atomic_write_text(Path(out) / "significance.md", text)
     atomic_write_text(Path(out) / "significance.csv", frame.round(6).to_csv(index=False))
-    print("
-" + text + f"  significance: {Path(out) / 'significance.md'}")
+    print("\n" + text + f"  significance: {Path(out) / 'significance.md'}")
