@@ -18,7 +18,7 @@ import numpy as np
 from benchmark.core import distributed
 from benchmark.core.registry import list_methods, load_module
 from benchmark.core.storage import StorageLedger
-from benchmark.engine import resume
+from benchmark.engine import parallel, resume
 from benchmark.engine.config import RunConfig
 from benchmark.engine.context import RunContext, prepare, seed_everything
 from benchmark.engine.evaluator import evaluate_sharded, stack_rows
@@ -194,6 +194,20 @@ def finish_run(ctx: RunContext, cfg: RunConfig, record: RunRecord) -> Optional[P
     return path
 
 
+_WORKER: dict = {}  # in a worker process of a parallel run: its config and context
+
+
+def _prepare_worker(cfg: RunConfig) -> None:
+    resolve_methods(cfg)  # imports the config's extra method modules in this process too
+    _WORKER["cfg"], _WORKER["ctx"] = cfg, prepare(cfg)
+
+
+def _run_in_worker(method: str, seed: int) -> Optional[str]:
+    cfg, ctx = _WORKER["cfg"], _WORKER["ctx"]
+    path = finish_run(ctx, cfg, Run(ctx, cfg, method, seed, default_observers(cfg, False)).execute())
+    return None if path is None else str(path)
+
+
 def resolve_methods(cfg: RunConfig) -> List[str]:
     """The method names ``cfg`` asks for, after importing its extra method modules; unknown names
     (in ``methods``, ``method_hparams``) and hyper-parameters no method has are errors."""
@@ -212,15 +226,25 @@ def run_benchmark(cfg: RunConfig, progress: Optional[bool] = None) -> List[Path]
     """Run every (method, seed) of ``cfg``; write one record each into ``cfg.output`` (rank 0)."""
     progress = cfg.progress if progress is None else progress
     methods = resolve_methods(cfg)
+    runs = [(method, seed) for method in methods for seed in cfg.seeds]
     ctx = prepare(cfg)
+    jobs, threads = parallel.plan_jobs(cfg.jobs, len(runs), ctx.device, None)
+    if jobs > 1 and distributed.is_distributed():
+        raise ValueError("config field 'jobs' must be 1 under torchrun (it already runs one "
+                         "process per device)")
     written = []
     try:
-        for method in methods:
-            for seed in cfg.seeds:
-                run = Run(ctx, cfg, method, seed, default_observers(cfg, progress))
-                path = finish_run(ctx, cfg, run.execute())
-                if path is not None:
-                    written.append(path)
+        if jobs > 1:
+            for tap in sorted({resolve(cfg, ctx.stream_cfg, m, cfg.seeds[0]).tap for m in methods}):
+                ctx.views_at(tap)  # built once here; the workers read it
+            paths = parallel.run_parallel(runs, _run_in_worker, jobs, threads, progress,
+                                          init=_prepare_worker, initargs=(cfg,))
+            return [Path(p) for p in paths if p is not None]
+        for method, seed in runs:
+            run = Run(ctx, cfg, method, seed, default_observers(cfg, progress))
+            path = finish_run(ctx, cfg, run.execute())
+            if path is not None:
+                written.append(path)
     finally:
         distributed.teardown()
     return written
