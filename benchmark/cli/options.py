@@ -38,6 +38,8 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config field, dotted (e.g. hparams.epochs=3, "
                         "method_hparams.lora.rank=4, stream_overrides.image_size=128)")
+    p.add_argument("--jobs", metavar="N", help="runs at once in worker processes: N or auto "
+                   "(auto: one per CPU, 1 on a GPU; docs/scaling.md)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--log-samples", action="store_true",
                    help="per-image scores of every evaluation row, CSV beside each record")
@@ -61,6 +63,9 @@ def run_config(args):
         value = getattr(args, name, None)
         if value is not None:
             overrides[name] = value
+    jobs = getattr(args, "jobs", None)
+    if jobs is not None:
+        overrides["jobs"] = jobs if jobs == "auto" else parse_value(jobs)
     if args.seeds:
         try:
             overrides["seeds"] = [int(s) for s in args.seeds.split(",")]

@@ -28,6 +28,7 @@ class RunConfig:
     cache_dir: str = "cache/features"
     cache_dtype: str = "float32"
     num_workers: int = 0
+    jobs: Union[int, str] = 1          # runs at once in worker processes; auto: CPUs (1 on a GPU)
     progress: bool = True
     hparams: Dict[str, Any] = field(default_factory=dict)
     method_hparams: Dict[str, Dict[str, Any]] = field(default_factory=dict)
@@ -99,6 +100,8 @@ def _validate(cfg: RunConfig, source: str) -> None:
          "method_hparams", "must map method names to mappings")
     need(isinstance(cfg.stream_overrides, dict), "stream_overrides", "must be a mapping")
     need(isinstance(cfg.num_workers, int) and cfg.num_workers >= 0, "num_workers", "must be an integer >= 0")
+    need(cfg.jobs == "auto" or (isinstance(cfg.jobs, int) and not isinstance(cfg.jobs, bool)
+                                and cfg.jobs >= 1), "jobs", f"must be 'auto' or an integer >= 1, got {cfg.jobs!r}")
     for name in ("wandb", "csv_log"):
         value = getattr(cfg, name)
         need(value is None or (isinstance(value, str) and value), name, "must be a name or null")

@@ -19,7 +19,7 @@ import numpy as np
 from benchmark.core import distributed
 from benchmark.core.registry import list_methods, load_module
 from benchmark.core.storage import StorageLedger
-from benchmark.engine import resume
+from benchmark.engine import parallel, resume
 from benchmark.engine.config import RunConfig
 from benchmark.engine.context import RunContext, prepare, seed_everything
 from benchmark.engine.evaluator import evaluate_sharded, stack_rows
@@ -211,6 +211,40 @@ def finish_run(ctx: RunContext, cfg: RunConfig, record: RunRecord) -> Optional[P
     return path
 
 
+_WORKER: dict = {"contexts": {}}  # in a worker process of a parallel run: configs, contexts
+
+
+def _prepare_worker(orders: List[RunConfig]) -> None:
+    resolve_methods(orders[0])  # imports the config's extra method modules in this process too
+    _WORKER["orders"] = orders
+
+
+def _run_in_worker(k: int, method: str, seed: int) -> Optional[str]:
+    cfg = _WORKER["orders"][k]
+    if k not in _WORKER["contexts"]:
+        _WORKER["contexts"][k] = prepare(cfg)
+    ctx = _WORKER["contexts"][k]
+    path = finish_run(ctx, cfg, Run(ctx, cfg, method, seed, default_observers(cfg, False)).execute())
+    return None if path is None else str(path)
+
+
+def _run_in_processes(orders: List[RunConfig], methods: List[str], runs: List[tuple], jobs: int,
+                      threads: int, progress: bool) -> List[Path]:
+    """``runs`` over ``jobs`` worker processes (``parallel.py``), after this process has built
+    every order's stream and feature cache at the taps the methods use."""
+    if distributed.is_distributed():
+        raise ValueError("config field 'jobs' must be 1 under torchrun (it already runs one "
+                         "process per device)")
+    for order_cfg in orders:
+        ctx = prepare(order_cfg)
+        for tap in sorted({resolve(order_cfg, ctx.stream_cfg, m, order_cfg.seeds[0]).tap
+                           for m in methods}):
+            ctx.views_at(tap)  # built once here; the workers read it
+    paths = parallel.run_parallel(runs, _run_in_worker, jobs, threads, progress,
+                                  init=_prepare_worker, initargs=(orders,))
+    return [Path(p) for p in paths if p is not None]
+
+
 def resolve_methods(cfg: RunConfig) -> List[str]:
     """The method names ``cfg`` asks for, after importing its extra method modules; unknown names
     (in ``methods``, ``method_hparams``) and hyper-parameters no method has are errors."""
@@ -240,16 +274,20 @@ def run_benchmark(cfg: RunConfig, progress: Optional[bool] = None) -> List[Path]
     progress = cfg.progress if progress is None else progress
     methods = resolve_methods(cfg)
     orders = order_configs(cfg)
+    runs = [(k, method, seed) for k in range(len(orders)) for method in methods for seed in cfg.seeds]
     written = []
     try:
-        for order_cfg in orders:
-            ctx = prepare(order_cfg)
-            for method in methods:
-                for seed in cfg.seeds:
-                    run = Run(ctx, order_cfg, method, seed, default_observers(order_cfg, progress))
-                    path = finish_run(ctx, order_cfg, run.execute())
-                    if path is not None:
-                        written.append(path)
+        ctx = prepare(orders[0])
+        jobs, threads = parallel.plan_jobs(cfg.jobs, len(runs), ctx.device, None)
+        if jobs > 1:
+            return _run_in_processes(orders, methods, runs, jobs, threads, progress)
+        for k, order_cfg in enumerate(orders):
+            ctx = ctx if k == 0 else prepare(order_cfg)
+            for _, method, seed in (r for r in runs if r[0] == k):
+                run = Run(ctx, order_cfg, method, seed, default_observers(order_cfg, progress))
+                path = finish_run(ctx, order_cfg, run.execute())
+                if path is not None:
+                    written.append(path)
     finally:
         distributed.teardown()
     return written
