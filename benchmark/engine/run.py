@@ -8,7 +8,9 @@ rank 0 writes (``benchmark/core/distributed.py``). Progress bars and TensorBoard
 """
 from __future__ import annotations
 
+import contextlib
 import copy
+import tempfile
 import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
@@ -22,6 +24,7 @@ from benchmark.engine import resume
 from benchmark.engine.config import RunConfig
 from benchmark.engine.context import RunContext, prepare, seed_everything
 from benchmark.engine.evaluator import evaluate_sharded, stack_rows
+from benchmark.engine.fingerprint import identify
 from benchmark.engine.observers import Observer, default_observers
 from benchmark.engine.protocol import apply_evaluation, load_protocol
 from benchmark.engine.resolve import Resolved, check_names, resolve
@@ -40,7 +43,9 @@ class Run:
         self.stream = ctx.stream
         self.observers = list(observers)
         self.resolved: Resolved = resolve(cfg, ctx.stream_cfg, method, seed)
-        self.run_id = self.resolved.run_id
+        self.identity = identify(cfg, ctx.stream_cfg, method, seed, self.resolved.hparams,
+                                 data=ctx.data, device=ctx.device)
+        self.run_id = self.identity.run_id
         self.state_dir = resume.state_dir(cfg.output, self.run_id)
         self.rows: List[Dict[str, List[float]]] = []
         self.train_times: List[float] = []
@@ -81,8 +86,13 @@ class Run:
         self.experiences = list(to_avalanche(train, test).train_stream)
 
     def restore(self) -> bool:
-        """Continue from a saved state of this run id, if resuming is on and one exists."""
-        state = resume.load_state(self.state_dir) if self.cfg.resume else None
+        """Continue from a saved state of this run id, if resuming is on and one exists; a saved
+        state of the same settings under another fingerprint is refused (``--no-resume``: removed)."""
+        if not self.cfg.resume:
+            resume.discard_other_attempts(self.cfg.output, self.identity)
+            return False
+        resume.refuse_other_fingerprints(self.cfg.output, self.identity)
+        state = resume.load_state(self.state_dir)
         if state is None:
             return False
         self.strategy.load_state_dict(state["strategy"])
@@ -123,7 +133,7 @@ class Run:
             "run_id": self.run_id, "domain": done, "rows": self.rows,
             "ledger": self.ledger.to_dict(), "train_times": self.train_times,
             "eval_times": self.eval_times, "elapsed": self._elapsed(),
-            "strategy": self.strategy.state_dict(), "rng": resume.rng_state()})
+            "strategy": self.strategy.state_dict(), "rng": resume.rng_state()}, self.identity)
 
     def record(self) -> RunRecord:
         s, strategy, trained = self.stream, self.strategy, self.stream.trained
@@ -148,7 +158,8 @@ class Run:
             seed=self.seed, matrices={k: v.tolist() for k, v in stack_rows(self.rows).items()},
             device=self.ctx.device, repo_dir=REPO_DIR, config=self.cfg.to_dict(),
             hparams=strategy.hp, storage=self.ledger.to_dict(), timing=timing, extra=extra,
-            columns=[c.to_dict() for c in strategy.report_columns])
+            columns=[c.to_dict() for c in strategy.report_columns],
+            fingerprint=self.identity.fingerprint)
 
     # ------------------------------------------------------------------ helpers
     def _elapsed(self) -> float:
@@ -194,6 +205,27 @@ def finish_run(ctx: RunContext, cfg: RunConfig, record: RunRecord) -> Optional[P
     return path
 
 
+def run_one(ctx: RunContext, cfg: RunConfig, method: str, seed: int,
+            observers: Sequence[Observer] = ()) -> Optional[Path]:
+    """One run, start to written record, under its run id's lock (rank 0 takes it)."""
+    run = Run(ctx, cfg, method, seed, observers)
+    lock = resume.run_lock(cfg.output, run.run_id) if distributed.is_main() else contextlib.nullcontext()
+    with lock:
+        return finish_run(ctx, cfg, run.execute())
+
+
+def check_output(output: str | Path) -> None:
+    """The output folder must take files before anything trains: else a one-line error naming it."""
+    folder = Path(output)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise ValueError(f"output folder {folder} is not writable ({exc.strerror or exc}); "
+                         f"choose another --output") from None
+
+
 def resolve_methods(cfg: RunConfig) -> List[str]:
     """The method names ``cfg`` asks for, after importing its extra method modules; unknown names
     (in ``methods``, ``method_hparams``) and hyper-parameters no method has are errors."""
@@ -212,13 +244,13 @@ def run_benchmark(cfg: RunConfig, progress: Optional[bool] = None) -> List[Path]
     """Run every (method, seed) of ``cfg``; write one record each into ``cfg.output`` (rank 0)."""
     progress = cfg.progress if progress is None else progress
     methods = resolve_methods(cfg)
+    check_output(cfg.output)
     ctx = prepare(cfg)
     written = []
     try:
         for method in methods:
             for seed in cfg.seeds:
-                run = Run(ctx, cfg, method, seed, default_observers(cfg, progress))
-                path = finish_run(ctx, cfg, run.execute())
+                path = run_one(ctx, cfg, method, seed, default_observers(cfg, progress))
                 if path is not None:
                     written.append(path)
     finally:

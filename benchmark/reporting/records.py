@@ -66,6 +66,9 @@ class RunRecord:
     columns: list = field(default_factory=list)   # leaderboard columns the method contributes
     #                                               (reporting/columns.py; values in ``extra``)
     zero_shot: dict = field(default_factory=dict)  # score name -> row 0 (filled from matrices)
+    #: part name -> JSON value: everything that determines the numbers (engine/fingerprint.py;
+    #: results/README.md); records written before it existed read back with an empty one
+    fingerprint: dict = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
@@ -148,7 +151,8 @@ class RunRecord:
             if shape != (T + 1, len(domains)):
                 raise RecordError(f"field 'matrices.{score}' has shape {shape}, expected "
                                   f"{(T + 1, len(domains))} (trained + 1 rows, one column per domain)")
-        for name in ("config", "hparams", "storage", "timing", "packages", "extra", "zero_shot"):
+        for name in ("config", "hparams", "storage", "timing", "packages", "extra", "zero_shot",
+                     "fingerprint"):
             if not isinstance(getattr(self, name), Mapping):
                 raise RecordError(f"field {name!r} must be a dict")
         if not isinstance(self.columns, list) or not all(isinstance(c, Mapping) for c in self.columns):
