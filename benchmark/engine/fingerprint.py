@@ -38,8 +38,9 @@ IDENTITY_PARTS = tuple(p for p in PARTS if p not in RECORDED_ONLY)
 SETTING_PARTS = ("stream", "backbone", "hparams", "protocol", "precision", "seed")
 #: run-config fields that change the arithmetic (the ``precision`` part)
 NUMERIC_OPTIONS = ("precision", "cache_dtype", "channels_last", "deterministic")
-#: environment variables that change CPU/GPU arithmetic when set (recorded in ``numerics.env``)
-NUMERICS_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "MKL_ENABLE_INSTRUCTIONS", "MKL_CBWR",
+#: environment variables that change CPU/GPU arithmetic when set (recorded in ``numerics.env``;
+#: the thread-count variables are not: the count the run had is ``numerics.threads``)
+NUMERICS_ENV = ("MKL_ENABLE_INSTRUCTIONS", "MKL_CBWR",
                 "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY",
                 "CUBLAS_WORKSPACE_CONFIG", "NVIDIA_TF32_OVERRIDE")
 #: stream-config keys that say where files live, not what they hold

@@ -10,9 +10,9 @@ import torch
 from benchmark.cli import main
 from benchmark.engine import fingerprint as fpm
 from benchmark.engine.config import load_run_config
+from benchmark.engine.protocol import stream_config
 from benchmark.engine.fingerprint import PARTS, differences, identify
 from benchmark.reporting.records import RunRecord
-from scenarios.config import load_stream_config
 
 
 def _weights(path, seed):
@@ -36,9 +36,8 @@ def _folder_stream(tmp, tiny_domain, name="folders"):
 
 
 def _identity(tmp_path, stream, method="finetune_decoder", seed=1, **overrides):
-    cfg = load_run_config(None, {"cache_dir": str(tmp_path / "cache"), **overrides})
-    stream_cfg = load_stream_config(stream)
-    return identify(cfg, stream_cfg, method, seed, {"epochs": 1})
+    cfg = load_run_config(None, {"cache_dir": str(tmp_path / "cache"), "stream": str(stream), **overrides})
+    return identify(cfg, stream_config(cfg), method, seed, {"epochs": 1})
 
 
 def test_parts_and_what_the_run_id_hashes(tmp_path, tiny_domain, monkeypatch):
@@ -71,13 +70,16 @@ def test_parts_and_what_the_run_id_hashes(tmp_path, tiny_domain, monkeypatch):
     assert d.run_id == c.run_id and differences(c.fingerprint, d.fingerprint)[0].startswith("code commit")
 
 
-def test_settings_seed_and_order_change_the_id(tmp_path):
-    base = _identity(tmp_path, "tiny", checkpoint=None)
+def test_settings_and_precision_options_change_the_id(tmp_path, tiny_cache):
+    def tiny(**overrides):
+        return _identity(tmp_path, "tiny", checkpoint=None,
+                         **{"stream_overrides.synthetic.cache_dir": f"{tiny_cache}/synthetic", **overrides})
+
+    base = tiny()
     assert base.fingerprint["weights"] is None and base.fingerprint["data"]["polyp"]["generator"]["seed"] == 0
-    assert _identity(tmp_path, "tiny", checkpoint=None).run_id == base.run_id
-    assert _identity(tmp_path, "tiny", seed=2, checkpoint=None).run_id != base.run_id
-    assert _identity(tmp_path, "tiny", method="lora", checkpoint=None).run_id != base.run_id
-    other = _identity(tmp_path, "tiny", checkpoint=None, channels_last=True)
+    assert tiny().run_id == base.run_id
+    assert tiny(seed=2).run_id != base.run_id and tiny(method="lora").run_id != base.run_id
+    other = tiny(channels_last=True)
     assert other.run_id != base.run_id
     assert differences(base.fingerprint, other.fingerprint) == ["precision channels_last false (now true)"]
 
