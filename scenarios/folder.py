@@ -29,6 +29,7 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
 
 from scenarios.checks import DataError, check_image, check_points, decode_mask, load_rgb
+from scenarios.fileio import sha256_file
 from scenarios.points import IMAGE_EXTS, POINTS_SPACE, binarise, points_for_mask, read_mask
 
 log = logging.getLogger(__name__)
@@ -197,6 +198,24 @@ def read_manifest_fingerprint(root: Path) -> str | None:
     except (json.JSONDecodeError, AttributeError):
         raise ValueError(f"{path}: not a prepare manifest (expected a JSON object with a fingerprint)") from None
     return str(fingerprint) if fingerprint else None
+
+
+def split_fingerprint(split_dir: Path) -> list:
+    """What identifies the files of one split without reading images: the sorted (folder, name,
+    size) of every non-hidden file in ``images/`` and ``masks/``, and the sha256 of
+    ``masks/points.json`` (a moved point keeps the file's size). A missing split gives ``None``."""
+    split_dir = Path(split_dir)
+    if not split_dir.is_dir():
+        return None
+    rows = []
+    for sub in ("images", "masks"):
+        folder = split_dir / sub
+        if folder.is_dir():
+            rows += [[sub, p.name, p.stat().st_size] for p in sorted(folder.iterdir())
+                     if p.is_file() and not p.name.startswith(".")]
+    points = split_dir / "masks" / "points.json"
+    rows.append(["points.json", sha256_file(points) if points.is_file() else None])
+    return rows
 
 
 def _read_points_json(path: Path) -> dict | None:

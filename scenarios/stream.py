@@ -1,6 +1,8 @@
 """A stream of domains: folder datasets in stream order, and their Avalanche benchmark."""
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -9,7 +11,8 @@ import torch
 from torch.utils.data import Dataset
 
 from scenarios.config import StreamConfig
-from scenarios.folder import FolderSegmentationDataset
+from scenarios.folder import FolderSegmentationDataset, read_manifest_fingerprint, split_fingerprint
+from scenarios.synthetic import generate_synthetic_stream, synthetic_settings
 
 
 @dataclass
@@ -32,15 +35,7 @@ def build_domain_stream(cfg: StreamConfig, progress: bool = True) -> DomainStrea
 
     Relative roots resolve against the current working directory.
     """
-    generated = None
-    if cfg.synthetic is not None:
-        from scenarios.synthetic import generate_synthetic_stream
-
-        generated = generate_synthetic_stream(cfg, progress=progress)
-
-    def root(spec) -> Path:
-        return generated / spec.name if generated is not None else Path(spec.root).expanduser().resolve()
-
+    root = domain_roots(cfg, progress)
     common = dict(image_size=cfg.image_size, mask_reading=cfg.mask_reading, mask_threshold=cfg.mask_threshold,
                   num_points=cfg.prompts.num_points, points_seed=cfg.prompts.seed,
                   mask_size_mismatch=cfg.mask_size_mismatch)
@@ -48,15 +43,48 @@ def build_domain_stream(cfg: StreamConfig, progress: bool = True) -> DomainStrea
     train, test, general = [], [], []
     for i, spec in enumerate(trained):
         split = spec.train if cfg.train_split is None else cfg.train_split
-        train.append(FolderSegmentationDataset(root(spec), split, domain_index=i, domain_name=spec.name, **common))
-        test.append(FolderSegmentationDataset(root(spec), spec.test, domain_index=i, domain_name=spec.name, **common))
+        train.append(FolderSegmentationDataset(root[spec.name], split, domain_index=i, domain_name=spec.name, **common))
+        test.append(FolderSegmentationDataset(root[spec.name], spec.test, domain_index=i, domain_name=spec.name, **common))
     for j, spec in enumerate(cfg.eval_only, start=len(trained)):
-        test.append(FolderSegmentationDataset(root(spec), spec.test, domain_index=j, domain_name=spec.name, **common))
+        test.append(FolderSegmentationDataset(root[spec.name], spec.test, domain_index=j, domain_name=spec.name, **common))
         if spec.train:
-            general.append(FolderSegmentationDataset(root(spec), spec.train, domain_index=j,
+            general.append(FolderSegmentationDataset(root[spec.name], spec.train, domain_index=j,
                                                      domain_name=spec.name, **common))
     names = [s.name for s in trained] + [s.name for s in cfg.eval_only]
     return DomainStream(cfg, names, len(trained), train, test, general)
+
+
+def domain_roots(cfg: StreamConfig, progress: bool = True) -> dict[str, Path]:
+    """Domain name -> the folder it is read from; a synthetic stream is generated (or reused from
+    its cache) first. Relative roots resolve against the current working directory."""
+    generated = None
+    if cfg.synthetic is not None:
+        generated = generate_synthetic_stream(cfg, progress=progress)
+    return {spec.name: generated / spec.name if generated is not None
+            else Path(spec.root).expanduser().resolve() for spec in [*cfg.domains, *cfg.eval_only]}
+
+
+def data_fingerprint(cfg: StreamConfig, progress: bool = True) -> dict[str, dict]:
+    """Domain -> what identifies the data a run of ``cfg`` reads there: ``files`` (a hash of the
+    names and sizes of the images and masks of the splits it reads and of its ``points.json``
+    files' content, :func:`scenarios.folder.split_fingerprint`), ``manifest`` (the ``prepare``
+    manifest's fingerprint, when the folder has one) and, for a synthetic stream, ``generator``
+    (the generator's settings). No path enters it, so machines holding the same files agree."""
+    roots = domain_roots(cfg, progress)
+    splits = {s.name: [s.train if cfg.train_split is None else cfg.train_split, s.test] for s in cfg.domains}
+    splits.update({s.name: [s.test] + ([s.train] if s.train else []) for s in cfg.eval_only})
+    out = {}
+    for name in sorted(splits):
+        listing = {split: split_fingerprint(roots[name] / split) for split in sorted(set(splits[name]))}
+        entry = {"files": hashlib.sha256(json.dumps(listing, sort_keys=True).encode()).hexdigest()[:16]}
+        manifest = read_manifest_fingerprint(roots[name])
+        if manifest:
+            entry["manifest"] = manifest
+        if cfg.synthetic is not None:  # what generates each domain (the domain lists aside)
+            entry["generator"] = {k: v for k, v in synthetic_settings(cfg).items()
+                                  if k not in ("domains", "eval_only")}
+        out[name] = entry
+    return out
 
 
 def to_avalanche(train_datasets: Sequence[Dataset], test_datasets: Sequence[Dataset]) -> Any:

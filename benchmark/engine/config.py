@@ -38,6 +38,7 @@ class RunConfig:
     deterministic: bool = False        # torch.use_deterministic_algorithms (GPU: see docs/scaling.md)
     precision: str = "fp32"            # fp32 | bf16 (autocast; GPU, or a CPU with native bf16)
     channels_last: bool = False        # channels-last tensors (a GPU speed option)
+    threads: Optional[int] = 2         # torch intra-op threads (CPU sums depend on it); null: torch's own
     tensorboard: Optional[str] = None  # a folder for TensorBoard scalars (needs `tensorboard`)
     wandb: Optional[str] = None        # a Weights & Biases project for losses and R rows
     csv_log: Optional[str] = None      # a folder for CSV logs of losses and R rows
@@ -110,6 +111,8 @@ def _validate(cfg: RunConfig, source: str) -> None:
     for name in ("resume", "deterministic", "channels_last", "progress", "log_samples"):
         need(isinstance(getattr(cfg, name), bool), name, "must be true or false")
     need(cfg.precision in ("fp32", "bf16"), "precision", "must be fp32 or bf16")
+    need(cfg.threads is None or (isinstance(cfg.threads, int) and not isinstance(cfg.threads, bool)
+                                 and cfg.threads >= 1), "threads", "must be an integer >= 1 or null")
     need(cfg.protocol in available_protocols(), "protocol",
          f"must name a protocol ({', '.join(available_protocols())}), got {cfg.protocol!r}")
     need(cfg.tensorboard is None or (isinstance(cfg.tensorboard, str) and cfg.tensorboard),

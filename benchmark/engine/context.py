@@ -18,16 +18,26 @@ from benchmark.engine.config import RunConfig
 from benchmark.engine.feature_cache import FeatureCache
 from benchmark.engine.protocol import stream_config
 from benchmark.reporting.domain_metrics import check_metric_names
-from scenarios.stream import build_domain_stream
+from scenarios.stream import build_domain_stream, data_fingerprint
+
+
+def valid_devices() -> list[str]:
+    """The ``device`` values this machine accepts."""
+    return ["auto", "cpu"] + (["cuda"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+                              if torch.cuda.is_available() else [])
 
 
 def resolve_device(name: str) -> torch.device:
+    """``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda`` or ``cuda:N``; anything else,
+    or a device this machine lacks, is a one-line error listing the valid values."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} was asked for but CUDA is not available")
-    return device
+    valid = valid_devices()
+    if str(name) not in valid:
+        why = ("CUDA is not available" if str(name).startswith("cuda") and not torch.cuda.is_available()
+               else "not a device of this machine")
+        raise ValueError(f"device {name!r}: {why}; valid here: {', '.join(valid)}")
+    return torch.device(name)
 
 
 def seed_everything(seed: int) -> None:
@@ -69,6 +79,7 @@ class RunContext:
     cache: FeatureCache
     views: Dict[str, tuple] = field(default_factory=dict)  # tap -> (train, test, general) views
     cache_seconds: float = 0.0
+    data: Dict[str, dict] = field(default_factory=dict)  # scenarios.stream.data_fingerprint
 
     def views_at(self, tap: str):
         """Cached-feature views of every domain at ``tap``, built (once) on first use."""
@@ -100,6 +111,8 @@ def check_options(cfg: RunConfig, device: torch.device) -> None:
 def prepare(cfg: RunConfig) -> RunContext:
     """Device, stream (generated first if synthetic), backbone and feature cache of ``cfg``."""
     device = distributed.setup(resolve_device(cfg.device))
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)  # the summation order of CPU kernels depends on it
     configure_determinism(cfg.deterministic)
     check_options(cfg, device)
     stream_cfg = stream_config(cfg)  # the stream, the protocol's items, stream_overrides
@@ -115,4 +128,4 @@ def prepare(cfg: RunConfig) -> RunContext:
                          f"stream_overrides.image_size or choose another backbone")
     cache = FeatureCache(cfg.cache_dir, dtype=cfg.cache_dtype, progress=cfg.progress)
     return RunContext(device=device, backbone=backbone, stream=stream, stream_cfg=stream_cfg,
-                      cache=cache)
+                      cache=cache, data=data_fingerprint(stream_cfg, progress=False))

@@ -13,9 +13,11 @@ A grid YAML::
 Without ``order_seeds`` the domain orders are those of the base config, as ``run`` makes them
 (``orders: N`` in ``set``, or the stream's explicit ``orders``; ``scenarios.config.order_choices``),
 so a grid and a plain run of one order share run ids. Runs are enumerated in a stable order
-(backbone, order, method, seed); run k belongs to
-shard ``k % n``. A run whose record (identified by the run id in ``extra.run_id``) is already in
-the output folder is skipped, so a grid can be restarted, extended or spread over machines.
+(backbone, order, method, seed); run k belongs to shard ``k % n``. A run whose record
+(identified by the run id in ``extra.run_id``: a hash of its fingerprint, weights' and data's
+content included, ``fingerprint.py``) is already in the output folder is skipped, so a grid can
+be restarted, extended or spread over machines; changed weights or data behind the same paths
+make the runs to do again.
 """
 from __future__ import annotations
 
@@ -27,12 +29,14 @@ from typing import Any, Dict, List, Optional, Tuple
 from benchmark.core import distributed
 from benchmark.engine.config import load_run_config
 from benchmark.engine.context import prepare
+from benchmark.engine.fingerprint import identify
 from benchmark.engine.observers import default_observers
 from benchmark.engine.protocol import stream_config
 from benchmark.engine.resolve import resolve
-from benchmark.engine.run import Run, finish_run, resolve_methods
+from benchmark.engine.run import check_output, resolve_methods, run_one
 from benchmark.reporting.records import load_records
 from scenarios.config import order_choices
+from scenarios.stream import data_fingerprint
 from scenarios.fileio import ConfigError, read_yaml_mapping
 
 GRID_KEYS = {"config", "set", "methods", "seeds", "order_seeds", "backbones", "output"}
@@ -158,11 +162,16 @@ def resolve_grid(grid: Grid) -> List[GridRun]:
     whether its record already exists."""
     runs = grid.runs()
     done_ids: Dict[str, set] = {}
+    data: Dict[str, dict] = {}  # stream config -> its data fingerprint (listed once)
     for run in runs:
         cfg = grid.run_config(run)
         resolve_methods(cfg)  # imports method modules; checks the name
         stream_cfg = stream_config(cfg)
-        run.run_id = resolve(cfg, stream_cfg, run.method, run.seed).run_id
+        key = json.dumps(stream_cfg.to_dict(), sort_keys=True, default=str)
+        if key not in data:
+            data[key] = data_fingerprint(stream_cfg, progress=False)
+        hparams = resolve(cfg, stream_cfg, run.method, run.seed).hparams
+        run.run_id = identify(cfg, stream_cfg, run.method, run.seed, hparams, data=data[key]).run_id
         if cfg.output not in done_ids:
             done_ids[cfg.output] = existing_run_ids(cfg.output)
         run.done = run.run_id in done_ids[cfg.output]
@@ -188,9 +197,9 @@ def run_grid(grid: Grid, shard: Tuple[int, int] = (0, 1), dry_run: bool = False,
         for r in tqdm(todo, desc="grid", unit="run", disable=not progress):
             cfg = grid.run_config(r)
             if r.order_key() != key:
+                check_output(cfg.output)
                 ctx, key = prepare(cfg), r.order_key()
-            observers = default_observers(cfg, progress and cfg.progress)
-            finish_run(ctx, cfg, Run(ctx, cfg, r.method, r.seed, observers).execute())
+            run_one(ctx, cfg, r.method, r.seed, default_observers(cfg, progress and cfg.progress))
             r.done = True
     finally:
         distributed.teardown()

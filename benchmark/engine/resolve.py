@@ -1,5 +1,6 @@
-"""One resolution of what a run is: its hyper-parameters (with where each came from), its feature
-tap and its run id. The runner, ``grid``, ``cache`` and ``list --hparams`` all call :func:`resolve`.
+"""One resolution of what a run is: its hyper-parameters (with where each came from) and its
+feature tap. The runner, ``grid``, ``cache`` and ``list --hparams`` all call :func:`resolve`; the
+run id comes from the run's fingerprint (``fingerprint.py``), which needs these hyper-parameters.
 
 Hyper-parameters are layered, later layers winning:
 1. ``default``: the typed defaults the method file declares (``defaults``, through its bases);
@@ -19,8 +20,7 @@ from typing import Any, Dict, List, Sequence, Tuple
 
 from benchmark.core.registry import get_method, list_methods
 from benchmark.engine.config import RunConfig
-from benchmark.engine.protocol import DEFAULT_PROTOCOL, hparam_layer, load_protocol
-from benchmark.engine.resume import compute_run_id
+from benchmark.engine.protocol import hparam_layer, load_protocol
 
 
 @dataclass
@@ -30,7 +30,6 @@ class Resolved:
     hparams: Dict[str, Any]       # the values the run uses
     sources: Dict[str, str]       # name -> where its value came from
     tap: str
-    run_id: str
 
 
 def hparam_layers(cfg: RunConfig, stream_name: str, cls: type) -> List[Tuple[str, Dict[str, Any]]]:
@@ -50,7 +49,7 @@ def hparam_layers(cfg: RunConfig, stream_name: str, cls: type) -> List[Tuple[str
 
 
 def resolve(cfg: RunConfig, stream_cfg, method: str, seed: int) -> Resolved:
-    """The hyper-parameters, tap and run id of ``method`` with ``seed`` on ``stream_cfg``."""
+    """The hyper-parameters and tap of ``method`` with ``seed`` on ``stream_cfg``."""
     cls = get_method(method)
     sources = {key: "default" for key in cls.declared_defaults()}
     overrides: Dict[str, Any] = {}
@@ -58,12 +57,8 @@ def resolve(cfg: RunConfig, stream_cfg, method: str, seed: int) -> Resolved:
         overrides.update(values)
         sources.update({key: source for key in values})
     hparams = cls.resolve_hparams(overrides)
-    run_id = compute_run_id(method=method, backbone=cfg.backbone, checkpoint=cfg.checkpoint,
-                            stream=stream_cfg.to_dict(), seed=seed, hparams=hparams,
-                            precision=cfg.precision,
-                            protocol=None if cfg.protocol == DEFAULT_PROTOCOL else cfg.protocol)
     return Resolved(method=method, cls=cls, hparams=hparams, sources=sources,
-                    tap=cls.tap_for(cfg.backbone, hparams), run_id=run_id)
+                    tap=cls.tap_for(cfg.backbone, hparams))
 
 
 def check_names(cfg: RunConfig, methods: Sequence[str]) -> None:

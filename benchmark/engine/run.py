@@ -8,8 +8,10 @@ rank 0 writes (``benchmark/core/distributed.py``). Progress bars and TensorBoard
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
+import tempfile
 import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
@@ -23,6 +25,7 @@ from benchmark.engine import parallel, resume
 from benchmark.engine.config import RunConfig
 from benchmark.engine.context import RunContext, prepare, seed_everything
 from benchmark.engine.evaluator import evaluate_sharded, stack_rows
+from benchmark.engine.fingerprint import identify
 from benchmark.engine.observers import Observer, default_observers
 from benchmark.engine.protocol import apply_evaluation, load_protocol, stream_config
 from benchmark.engine.resolve import Resolved, check_names, resolve
@@ -43,7 +46,9 @@ class Run:
         self.stream = ctx.stream
         self.observers = list(observers)
         self.resolved: Resolved = resolve(cfg, ctx.stream_cfg, method, seed)
-        self.run_id = self.resolved.run_id
+        self.identity = identify(cfg, ctx.stream_cfg, method, seed, self.resolved.hparams,
+                                 data=ctx.data, device=ctx.device)
+        self.run_id = self.identity.run_id
         self.state_dir = resume.state_dir(cfg.output, self.run_id)
         self.rows: List[Dict[str, List[float]]] = []
         self.train_times: List[float] = []
@@ -87,8 +92,13 @@ class Run:
         self.experiences = list(to_avalanche(train, test).train_stream)
 
     def restore(self) -> bool:
-        """Continue from a saved state of this run id, if resuming is on and one exists."""
-        state = resume.load_state(self.state_dir) if self.cfg.resume else None
+        """Continue from a saved state of this run id, if resuming is on and one exists; a saved
+        state of the same settings under another fingerprint is refused (``--no-resume``: removed)."""
+        if not self.cfg.resume:
+            resume.discard_other_attempts(self.cfg.output, self.identity)
+            return False
+        resume.refuse_other_fingerprints(self.cfg.output, self.identity)
+        state = resume.load_state(self.state_dir)
         if state is None:
             return False
         self.strategy.load_state_dict(state["strategy"])
@@ -136,7 +146,7 @@ class Run:
             "ledger": self.ledger.to_dict(), "train_times": self.train_times,
             "eval_times": self.eval_times, "elapsed": self._elapsed(),
             "strategy": self.strategy.state_dict(), "rng": resume.rng_state(),
-            "samples": self.samples.rows if self.samples is not None else []})
+            "samples": self.samples.rows if self.samples is not None else []}, self.identity)
 
     def record(self) -> RunRecord:
         s, strategy, trained = self.stream, self.strategy, self.stream.trained
@@ -161,7 +171,8 @@ class Run:
             seed=self.seed, matrices={k: v.tolist() for k, v in stack_rows(self.rows).items()},
             device=self.ctx.device, repo_dir=REPO_DIR, config=self.cfg.to_dict(),
             hparams=strategy.hp, storage=self.ledger.to_dict(), timing=timing, extra=extra,
-            columns=[c.to_dict() for c in strategy.report_columns])
+            columns=[c.to_dict() for c in strategy.report_columns],
+            fingerprint=self.identity.fingerprint)
         if self.samples is not None and self.samples.log and distributed.is_main():
             record.extra["samples_file"] = self.samples.write(
                 f"{self.method}__{self.cfg.backbone}__seed{self.seed}__{self.run_id}")
@@ -211,6 +222,27 @@ def finish_run(ctx: RunContext, cfg: RunConfig, record: RunRecord) -> Optional[P
     return path
 
 
+def run_one(ctx: RunContext, cfg: RunConfig, method: str, seed: int,
+            observers: Sequence[Observer] = ()) -> Optional[Path]:
+    """One run, start to written record, under its run id's lock (rank 0 takes it)."""
+    run = Run(ctx, cfg, method, seed, observers)
+    lock = resume.run_lock(cfg.output, run.run_id) if distributed.is_main() else contextlib.nullcontext()
+    with lock:
+        return finish_run(ctx, cfg, run.execute())
+
+
+def check_output(output: str | Path) -> None:
+    """The output folder must take files before anything trains: else a one-line error naming it."""
+    folder = Path(output)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise ValueError(f"output folder {folder} is not writable ({exc.strerror or exc}); "
+                         f"choose another --output") from None
+
+
 _WORKER: dict = {"contexts": {}}  # in a worker process of a parallel run: configs, contexts
 
 
@@ -224,7 +256,7 @@ def _run_in_worker(k: int, method: str, seed: int) -> Optional[str]:
     if k not in _WORKER["contexts"]:
         _WORKER["contexts"][k] = prepare(cfg)
     ctx = _WORKER["contexts"][k]
-    path = finish_run(ctx, cfg, Run(ctx, cfg, method, seed, default_observers(cfg, False)).execute())
+    path = run_one(ctx, cfg, method, seed, default_observers(cfg, False))
     return None if path is None else str(path)
 
 
@@ -275,17 +307,17 @@ def run_benchmark(cfg: RunConfig, progress: Optional[bool] = None) -> List[Path]
     methods = resolve_methods(cfg)
     orders = order_configs(cfg)
     runs = [(k, method, seed) for k in range(len(orders)) for method in methods for seed in cfg.seeds]
+    check_output(cfg.output)
     written = []
     try:
         ctx = prepare(orders[0])
-        jobs, threads = parallel.plan_jobs(cfg.jobs, len(runs), ctx.device, None)
+        jobs, threads = parallel.plan_jobs(cfg.jobs, len(runs), ctx.device, cfg.threads)
         if jobs > 1:
             return _run_in_processes(orders, methods, runs, jobs, threads, progress)
         for k, order_cfg in enumerate(orders):
             ctx = ctx if k == 0 else prepare(order_cfg)
             for _, method, seed in (r for r in runs if r[0] == k):
-                run = Run(ctx, order_cfg, method, seed, default_observers(order_cfg, progress))
-                path = finish_run(ctx, order_cfg, run.execute())
+                path = run_one(ctx, order_cfg, method, seed, default_observers(order_cfg, progress))
                 if path is not None:
                     written.append(path)
     finally:

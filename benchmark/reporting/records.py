@@ -68,10 +68,10 @@ class RunRecord:
     columns: list = field(default_factory=list)   # leaderboard columns the method contributes
     #                                               (reporting/columns.py; values in ``extra``)
     zero_shot: dict = field(default_factory=dict)  # score name -> row 0 (filled from matrices)
-    schema_version: int = SCHEMA_VERSION
-    #: part name -> JSON value (stream, data, backbone, weights, hparams, protocol, precision,
-    #: code, numerics, seed): what determines the numbers; {} in records made before it existed
+    #: part name -> JSON value: everything that determines the numbers (engine/fingerprint.py;
+    #: results/README.md); records written before it existed read back with an empty one
     fingerprint: dict = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
         self.matrices = {k: np.asarray(v, dtype=float).tolist() for k, v in self.matrices.items()}

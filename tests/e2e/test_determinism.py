@@ -1,6 +1,9 @@
-"""The same seed on the same CPU gives the same record (timings, dates and git aside); loader
-workers, TensorBoard and a diverged run, end to end."""
+"""The same seed on the same CPU gives the same record (timings, dates and git aside); the same
+command in two processes gives byte-identical records apart from ``timing`` and ``created``;
+loader workers, TensorBoard and a diverged run, end to end."""
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -18,6 +21,22 @@ def test_same_seed_same_record_other_seed_differs(tmp_path, tiny_run, comparable
     assert first["config"]["deterministic"] is True
     other = _record("c", 8)
     assert other["matrices"]["iou"][1:] != first["matrices"]["iou"][1:]  # the seed matters
+
+
+def test_the_same_command_in_two_processes_writes_identical_records(tmp_path, tiny_run, repo_root):
+    out = tmp_path / "out"
+    args = tiny_run("finetune_decoder", out, domains=["polyp"], epochs=1)
+    for _ in range(2):  # the first builds the stream and the cache if needed; both write into out/
+        done = subprocess.run([sys.executable, "run_benchmark.py", *args], cwd=repo_root,
+                              capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-2000:]
+    texts = []
+    for path in sorted(out.glob("*.json")):
+        record = json.loads(path.read_text())
+        assert set(record["fingerprint"]) >= {"weights", "data", "numerics", "code"}
+        del record["timing"], record["created"]
+        texts.append(json.dumps(record, indent=1))
+    assert len(texts) == 2 and texts[0] == texts[1]
 
 
 def test_tensorboard_scalars(tmp_path, tiny_run):

@@ -1,6 +1,6 @@
 """bf16 autocast and channels-last, whole runs: on CPU, and on CUDA where there is one. bf16
-changes numbers slightly and is a separate run id; channels-last changes only the memory layout and
-keeps the run id. (The strategy-level checks: methods/test_template_precision.py.)
+changes numbers slightly; channels-last changes the memory layout and so the summation order (and
+on CUDA maybe the kernels): each is a separate run id (the ``precision`` part of the fingerprint). (The strategy-level checks: methods/test_template_precision.py.)
 
 Tolerances: channels-last vs fp32 within 1e-4 IoU on CPU (same arithmetic, other summation order)
 and 2e-3 on CUDA (cuDNN may pick other convolution kernels for channels-last); bf16 vs fp32 within
@@ -36,7 +36,8 @@ def test_bf16_and_channels_last_records_match_fp32(run_record, device, layout_to
     assert fp32["device"].startswith(device)
     ref = np.array(fp32["matrices"]["iou"])
     assert np.abs(np.array(channels_last["matrices"]["iou"]) - ref).max() < layout_tolerance
-    assert channels_last["extra"]["run_id"] == fp32["extra"]["run_id"]
+    assert channels_last["extra"]["run_id"] != fp32["extra"]["run_id"]
+    assert channels_last["fingerprint"]["precision"]["channels_last"] is True
     gap = np.abs(np.array(bf16["matrices"]["iou"]) - ref)
     assert 0 < gap.max() < 0.05, gap  # bf16 really ran (not bit-equal), and stays close
     assert bf16["extra"]["run_id"] != fp32["extra"]["run_id"]  # separate records

@@ -9,7 +9,7 @@ from benchmark.engine.config import load_run_config
 from benchmark.engine.protocol import (available_protocols, evaluation_settings, load_protocol,
                                        stream_config)
 from benchmark.engine.resolve import resolve
-from benchmark.engine.resume import compute_run_id
+from benchmark.engine.fingerprint import identify
 from scenarios.config import load_stream_config
 from scenarios.fileio import ConfigError
 
@@ -73,25 +73,17 @@ def test_the_paper_stream_takes_none_of_the_builtin_streams_presets(capsys):
     assert all(src == "default" for _, src in rows.values() if src)
 
 
-def test_run_ids_stay_for_project_and_change_for_samcl_reference():
-    cfg = load_run_config(None, {})
-    stream_cfg = load_stream_config("synthetic")
-    assert cfg.protocol == "project" and "train_split" not in stream_cfg.to_dict()
-    for method in ("finetune_decoder", "samcl"):
-        r = resolve(cfg, stream_cfg, method, 1234)
-        # the id computed as before protocols existed: no protocol in it
-        before = compute_run_id(method=method, backbone=cfg.backbone, checkpoint=cfg.checkpoint,
-                                stream=stream_cfg.to_dict(), seed=1234, hparams=r.hparams,
-                                precision=cfg.precision)
-        assert r.run_id == before
-    ref = load_run_config(None, {"protocol": "samcl_reference"})
-    r_ref = resolve(ref, stream_config(ref), "zero_shot", 1234)
-    r_proj = resolve(cfg, stream_config(cfg), "zero_shot", 1234)
-    assert r_ref.run_id != r_proj.run_id
-    # the protocol name alone changes the id (same hparams, same stream dict)
-    same = compute_run_id(method="m", backbone="b", checkpoint=None, stream={}, seed=1, hparams={})
-    assert same != compute_run_id(method="m", backbone="b", checkpoint=None, stream={}, seed=1,
-                                  hparams={}, protocol="samcl_reference")
+def test_the_protocol_enters_the_fingerprint_and_the_run_id(tiny_cache):
+    def identity(protocol):
+        cfg = load_run_config(None, {"protocol": protocol, "stream": "tiny", "checkpoint": None,
+                                     "cache_dir": f"{tiny_cache}/features",
+                                     "stream_overrides.synthetic.cache_dir": f"{tiny_cache}/synthetic"})
+        stream_cfg = stream_config(cfg)
+        return identify(cfg, stream_cfg, "zero_shot", 1234, resolve(cfg, stream_cfg, "zero_shot", 1234).hparams)
+
+    project, reference = identity("project"), identity("samcl_reference")
+    assert project.fingerprint["protocol"] == "project"
+    assert reference.fingerprint["protocol"] == "samcl_reference" and reference.run_id != project.run_id
     assert load_run_config(None, {"protocol": "samcl_reference"}).to_dict()["protocol"] == "samcl_reference"
 
 

@@ -1,4 +1,5 @@
-"""Resume state (benchmark/engine/resume.py): state files, RNG state and run ids. A run killed
+"""Resume state (benchmark/engine/resume.py): state files and RNG state (run ids:
+test_fingerprint.py; refusals: test_resume_refusal.py; the lock: test_faults.py). A run killed
 mid-domain and resumed: e2e/test_resume_runs.py; every method: e2e/test_resume_methods.py."""
 import random
 
@@ -6,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.engine.resume import (clear_state, compute_run_id, load_state, rng_state, save_state,
-                                     set_rng_state, state_dir)
+from benchmark.engine.resume import (clear_state, load_state, rng_state, save_state, set_rng_state,
+                                     state_dir)
 
 
 def test_rng_state_round_trip(tmp_path):
@@ -25,18 +26,6 @@ def test_unreadable_state_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="state.pt"):
         load_state(tmp_path)
     assert load_state(tmp_path / "missing") is None
-
-
-def test_run_id_is_stable_and_ignores_paths():
-    kw = dict(method="m", backbone="sam_small", checkpoint="auto", seed=1, hparams={"lr": 1e-3})
-    a = compute_run_id(stream={"name": "s", "domains": [{"name": "a", "root": "/x"}],
-                               "source": "/a.yaml"}, **kw)
-    b = compute_run_id(stream={"name": "s", "domains": [{"name": "a", "root": "/elsewhere"}],
-                               "source": "/b.yaml"}, **kw)
-    assert a == b and len(a) == 16
-    assert a != compute_run_id(stream={"name": "s", "domains": [{"name": "b"}]}, **kw)
-    assert a != compute_run_id(stream={"name": "s", "domains": [{"name": "a"}]},
-                               **{**kw, "seed": 2})
 
 
 def test_clear_state_removes_the_folder(tmp_path):
