@@ -20,6 +20,7 @@ import ast
 import difflib
 import importlib
 import importlib.util
+import inspect
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -102,7 +103,7 @@ def _origin(obj) -> str:
 class Declared:
     """A method known from its module's text, before the module is imported."""
     module: str     # dotted module name
-    summary: str    # first line of the class docstring (else of the module's)
+    doc: str        # the class docstring (else the module's)
     tap: str        # the ``tap`` class attribute, through the base classes ("?" if not literal)
 
 
@@ -141,9 +142,8 @@ def _declared_in(module: str) -> List[Tuple[str, Declared]]:
                 if (isinstance(dec, ast.Call) and getattr(dec.func, "id", None) == "register_method"
                         and dec.args and isinstance(dec.args[0], ast.Constant)):
                     doc = ast.get_docstring(node) or ast.get_docstring(tree) or ""
-                    summary = doc.strip().splitlines()[0] if doc.strip() else ""
                     out.append((dec.args[0].value,
-                                Declared(module, summary, _class_tap(module, node.name) or "?")))
+                                Declared(module, doc.strip(), _class_tap(module, node.name) or "?")))
     return out
 
 
@@ -214,13 +214,20 @@ def get_method(name: str) -> type:
     return METHODS.get(name)
 
 
-def method_summary(name: str) -> Tuple[str, str]:
-    """(tap, one-line description) of method ``name``, without importing a declared method."""
+def method_doc(name: str) -> Tuple[str, str]:
+    """(tap, description: the class docstring, else its module's) of method ``name``, without
+    importing a declared method."""
     item = METHODS.peek(name)
     if isinstance(item, Declared):
-        return item.tap, item.summary
-    doc = (item.__doc__ or importlib.import_module(item.__module__).__doc__ or "").strip()
-    return item.tap, doc.splitlines()[0] if doc else ""
+        return item.tap, item.doc
+    doc = item.__doc__ or importlib.import_module(item.__module__).__doc__ or ""
+    return item.tap, inspect.cleandoc(doc)
+
+
+def method_summary(name: str) -> Tuple[str, str]:
+    """(tap, first line of the description) of method ``name`` (what ``list`` prints)."""
+    tap, doc = method_doc(name)
+    return tap, doc.splitlines()[0] if doc else ""
 
 
 def list_methods() -> List[str]:

@@ -9,6 +9,7 @@ rank 0 writes (``benchmark/core/distributed.py``). Progress bars and TensorBoard
 from __future__ import annotations
 
 import copy
+import sys
 import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
@@ -137,7 +138,8 @@ class Run:
                   "eval_images": sum(len(ds) for ds in test)}
         extra = dict(strategy.extra_record())
         extra.update(loss_history=list(strategy.loss_history), run_id=self.run_id,
-                     world_size=distributed.world_size(), backend=distributed.backend())
+                     world_size=distributed.world_size(), backend=distributed.backend(),
+                     command=list(sys.argv))  # the process's command line (provenance)
         manifests = data_manifests(s)
         if manifests:
             extra["data_manifests"] = manifests
