@@ -22,8 +22,9 @@ from typing import Sequence
 import numpy as np
 
 from benchmark.core.storage import StorageLedger
-from benchmark.reporting.leaderboard import (caption, display_frame, header, leaderboard_frame,
-                                             mean_matrix, per_domain_frame, plot_matrix)
+from benchmark.reporting.leaderboard import (COLUMNS, caption, display_frame, header,
+                                             leaderboard_frame, mean_matrix, per_domain_frame,
+                                             plot_matrix)
 from benchmark.reporting.records import RunRecord
 from scenarios.fileio import atomic_write_text
 
@@ -84,7 +85,7 @@ def leaderboard_table(records: Sequence[RunRecord]) -> dict:
     of the leaderboard, as ``display_frame`` shows it."""
     frame = leaderboard_frame(records)
     disp = display_frame(frame)
-    by_header = {header(c): c for c in frame.attrs.get("columns", ())}
+    by_header = {header(c): c for c in frame.attrs.get("columns") or COLUMNS}
     heads = []
     for name in disp.columns:
         col = by_header.get(name)
@@ -97,7 +98,8 @@ def leaderboard_table(records: Sequence[RunRecord]) -> dict:
         cells = []
         for h, text in zip(heads, disp.iloc[i]):
             col = by_header.get(h["text"])
-            value = frame.iloc[i][f"{col.key}_mean"] if col is not None else text
+            value = frame.iloc[i][f"{col.key}_mean"] if col is not None else \
+                frame.iloc[i].get(h["key"], text)  # method, backbone, stream, seeds
             if isinstance(value, (float, np.floating)):
                 value = float(value) if math.isfinite(value) else None
             elif isinstance(value, (int, np.integer)):
