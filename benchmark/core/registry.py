@@ -45,6 +45,8 @@ class Registry(Generic[T]):
         if obj is None:
             return lambda o: self.register(name, o)
         old = self._items.get(name)
+        if isinstance(obj, Declared) and old is not None and _origin(old) == obj.module:
+            return old  # declared after its module was imported: keep the real object
         if isinstance(old, Declared) and _origin(obj) == old.module:
             old = None  # the declared entry's module registering the real object
         if old is not None and old is not obj:

@@ -73,3 +73,11 @@ class Ghost:
     assert method_summary("ghost_method") == ("neck", "Declares a method, then never registers it.")
     with pytest.raises(RuntimeError, match="fakemethods.liar3 declares method 'ghost_method'"):
         get_method("ghost_method")
+
+
+def test_declaring_a_method_already_imported_keeps_its_class(monkeypatch):
+    from methods.baselines.lora import LoRA
+
+    monkeypatch.setattr(METHODS, "_items", {"lora": LoRA})
+    declare_methods(["methods.baselines"])
+    assert METHODS.peek("lora") is LoRA and isinstance(METHODS.peek("ewc"), Declared)
