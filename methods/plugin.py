@@ -1,13 +1,10 @@
-"""The methods plugin: importing it registers every built-in method (entry point
+"""The methods plugin: importing it declares every built-in method (entry point
 ``samcl_bench.plugins``: ``methods = "methods.plugin"`` in pyproject.toml).
 
 Each module of ``methods/baselines/`` and ``methods/samcl/`` whose name does not start with ``_``
-is imported, so that its ``@register_method`` decorators run.
+is read for its ``@register_method("name")`` classes and imported on the first lookup of one of
+them (``benchmark.core.registry.declare_methods``), so listing the methods imports no torch.
 """
-import importlib
-import pkgutil
+from benchmark.core.registry import declare_methods
 
-for _package in ("methods.baselines", "methods.samcl"):
-    for _info in pkgutil.iter_modules(importlib.import_module(_package).__path__):
-        if not _info.name.startswith("_"):
-            importlib.import_module(f"{_package}.{_info.name}")
+declare_methods(["methods.baselines", "methods.samcl"])

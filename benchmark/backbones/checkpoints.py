@@ -17,15 +17,23 @@ from scenarios.fileio import sha256_file
 from .registry import BackboneInfo, checkpoint_dir
 
 
+#: weights shipped inside the package (the small SAM; in a checkout, a link to checkpoint/): what
+#: "auto" falls back to when checkpoint/ lacks them, as in a ``pip install .`` (non-editable)
+SHIPPED_DIR = Path(__file__).resolve().parent / "small_sam"
+
+
 class CheckpointMismatchError(ValueError):
     """A checkpoint file that does not fit the model (wrong format, keys or shapes)."""
 
 
 def resolve_checkpoint(info: BackboneInfo, checkpoint: str | Path | None) -> Path | None:
-    """None -> None (random weights); "auto" -> checkpoint/<official file>; else the path itself."""
+    """None -> None (random weights); "auto" -> checkpoint/<official file> (else the copy the
+    package ships, for the small SAM); else the path itself."""
     if checkpoint is None:
         return None
     path = checkpoint_dir() / info.checkpoint_file if str(checkpoint) == "auto" else Path(checkpoint)
+    if str(checkpoint) == "auto" and not path.is_file() and (SHIPPED_DIR / info.checkpoint_file).is_file():
+        path = SHIPPED_DIR / info.checkpoint_file
     if not path.is_file():
         where = f"download it from {info.source}" if info.source.startswith("http") else f"it is {info.source}"
         raise FileNotFoundError(

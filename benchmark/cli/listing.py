@@ -2,8 +2,6 @@
 hyper-parameter of a method with where its value came from."""
 from __future__ import annotations
 
-import sys
-
 from benchmark.cli.options import add_run_options, run_config
 
 HELP = "list methods, backbones and built-in streams (--hparams METHOD: its resolved settings)"
@@ -20,17 +18,15 @@ def main(args) -> int:
     if args.hparams:
         return print_hparams(args)
     from benchmark.backbones import list_backbones
-    from benchmark.core.registry import get_method, list_methods, load_module
+    from benchmark.core.registry import list_methods, load_module, method_summary
     from scenarios.config import available_streams
 
     for module in args.method_file:
         load_module(module)
     print("methods:")
     for name in list_methods():
-        cls = get_method(name)
-        doc = (cls.__doc__ or sys.modules[cls.__module__].__doc__ or "").strip()
-        doc = doc.splitlines()[0] if doc else ""  # a class without a docstring: its module's
-        print(f"  {name:<18s} tap={cls.tap:<8s} {doc}")
+        tap, doc = method_summary(name)  # a class without a docstring: its module's
+        print(f"  {name:<18s} tap={tap:<8s} {doc}")
     print("backbones:\n  " + "\n  ".join(list_backbones()))
     print("built-in streams:\n  " + "\n  ".join(available_streams()))
     return 0

@@ -1,4 +1,4 @@
-"""``report``: leaderboard tables and heatmaps from run records."""
+"""``report``: leaderboard tables and heatmaps from run records (``--html``: one page of it all)."""
 from __future__ import annotations
 
 HELP = "leaderboard tables and heatmaps from run records"
@@ -16,6 +16,10 @@ def add_arguments(p) -> None:
                    help="only records whose KEY has VALUE (repeatable; keys as --group-by)")
     p.add_argument("--split-orders", action="store_true",
                    help="one row per domain order instead of mean ± std over orders")
+    p.add_argument("--html", nargs="?", const="", default=None, metavar="OUT",
+                   help="also write one self-contained HTML page (sortable leaderboard, "
+                        "per-domain tables, plots, provenance, diff view) to OUT "
+                        "(default <out>/report.html)")
 
 
 def main(args) -> int:
@@ -28,6 +32,10 @@ def main(args) -> int:
                        where=args.where)
     if code == 0:
         _extra_tables(args.results, out, pooling, args.where)
+    if code == 0 and args.html is not None:
+        from benchmark.reporting.html import html_main
+
+        code = html_main(args.results, args.html or f"{out}/report.html", where=args.where)
     return code
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -160,7 +161,8 @@ class Run:
                   "eval_images": sum(len(ds) for ds in test)}
         extra = dict(strategy.extra_record())
         extra.update(loss_history=list(strategy.loss_history), run_id=self.run_id,
-                     world_size=distributed.world_size(), backend=distributed.backend())
+                     world_size=distributed.world_size(), backend=distributed.backend(),
+                     command=list(sys.argv))  # the process's command line (provenance)
         manifests = data_manifests(s)
         if manifests:
             extra["data_manifests"] = manifests

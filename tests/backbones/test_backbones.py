@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 import numpy as np
 import pytest
 import torch
@@ -234,12 +235,25 @@ def test_fingerprint_tracks_weights(small):
 ])
 def test_missing_checkpoint_names_file_and_source(tmp_path, monkeypatch, name, file, url):
     monkeypatch.setenv("SAMCL_CHECKPOINT_DIR", str(tmp_path))
+    monkeypatch.setattr("benchmark.backbones.checkpoints.SHIPPED_DIR", tmp_path / "nothing_shipped")
     with pytest.raises(FileNotFoundError) as err:
         build_backbone(name, checkpoint="auto")
     msg = str(err.value)
     assert str(tmp_path / file) in msg and url in msg and "\n" not in msg
     with pytest.raises(FileNotFoundError, match="nowhere.pth"):
         build_backbone(name, checkpoint=tmp_path / "nowhere.pth")
+
+
+def test_auto_falls_back_to_the_small_sam_the_package_ships(tmp_path, monkeypatch):
+    """An installed package has no checkpoint/ folder: "auto" finds the shipped small SAM (in a
+    checkout, a link to checkpoint/'s file, which the wheel holds as a file)."""
+    from benchmark.backbones.checkpoints import SHIPPED_DIR, resolve_checkpoint
+
+    monkeypatch.setenv("SAMCL_CHECKPOINT_DIR", str(tmp_path))
+    assert resolve_checkpoint(model_info("sam_small"), "auto") == \
+        SHIPPED_DIR / "sam_small_synthetic.safetensors"
+    assert (SHIPPED_DIR / "sam_small_synthetic.safetensors").resolve() == \
+        (Path(__file__).resolve().parents[2] / "checkpoint" / "sam_small_synthetic.safetensors").resolve()
 
 
 def test_mismatching_checkpoint_is_a_clear_error(small, tmp_path):

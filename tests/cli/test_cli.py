@@ -15,6 +15,16 @@ def test_help_is_light(repo_root):
     assert "report" in out.stdout and "points" in out.stdout
 
 
+def test_list_is_light(repo_root):
+    """``list`` reads the methods' declarations: no torch, no Avalanche (it answers in < 1 s)."""
+    code = ("import sys; from benchmark.cli import main\n"
+            "assert main(['list']) == 0\n"
+            "assert 'torch' not in sys.modules and 'avalanche' not in sys.modules, 'heavy import'\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=repo_root, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "samcl_oracle       tap=block6" in out.stdout and "sam2.1_hiera_t" in out.stdout
+
+
 def test_bad_inputs_are_one_line_errors(tmp_path, capsys):
     assert main(["run", "--methods", "no_such_method", "--checkpoint", "none",
                  "--output", str(tmp_path)]) == 2
