@@ -100,7 +100,7 @@ def test_in_a_browser_rows_columns_sorting_and_screenshot(records, tmp_path):
     # ``#sort=<key>``: once loaded, the page clicks that column's header (a test hook)
     dom = _chromium(browser, "--dump-dom", url + "#sort=storage_mb").stdout
     keys, methods = _leaderboard(dom)
-    assert keys[:3] == ["method", "backbone", "AA_iou"] and "storage_mb" in keys and keys[-1] == "seeds"
+    assert keys[:3] == ["method", "backbone", "AA_iou"] and "storage_mb" in keys and keys[-2:] == ["seeds", "orders"]
     assert 'data-sorted-by="storage_mb"' in dom and 'data-sorted="asc"' in dom  # lower is better
     assert methods == ["zero_shot", "lora", "samcl", "not_a_method_here"]  # by storage MB
     assert dom.count('<td class="') >= 3  # the diff view's deltas, computed by the page's script
