@@ -6,6 +6,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
 
+from benchmark.backbones.base import ATTENTION_PATHS
 from benchmark.engine.protocol import available_protocols
 from scenarios.fileio import ConfigError, parse_value, read_yaml_mapping, set_dotted
 
@@ -34,6 +35,7 @@ class RunConfig:
     deterministic: bool = False        # torch.use_deterministic_algorithms (GPU: see docs/scaling.md)
     precision: str = "fp32"            # fp32 | bf16 (autocast; GPU, or a CPU with native bf16)
     channels_last: bool = False        # channels-last tensors (a GPU speed option)
+    attention: str = "auto"            # auto | official | sdpa: the SAM ViT attention path
     tensorboard: Optional[str] = None  # a folder for TensorBoard scalars (needs `tensorboard`)
     source: str = "<defaults>"
     #: the dotted keys given on the command line (--set and the named options), for provenance
@@ -93,6 +95,8 @@ def _validate(cfg: RunConfig, source: str) -> None:
     for name in ("resume", "deterministic", "channels_last", "progress"):
         need(isinstance(getattr(cfg, name), bool), name, "must be true or false")
     need(cfg.precision in ("fp32", "bf16"), "precision", "must be fp32 or bf16")
+    need(cfg.attention in ATTENTION_PATHS, "attention",
+         f"must be one of {', '.join(ATTENTION_PATHS)}, got {cfg.attention!r}")
     need(cfg.protocol in available_protocols(), "protocol",
          f"must name a protocol ({', '.join(available_protocols())}), got {cfg.protocol!r}")
     need(cfg.tensorboard is None or (isinstance(cfg.tensorboard, str) and cfg.tensorboard),

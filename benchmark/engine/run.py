@@ -137,7 +137,8 @@ class Run:
                   "eval_images": sum(len(ds) for ds in test)}
         extra = dict(strategy.extra_record())
         extra.update(loss_history=list(strategy.loss_history), run_id=self.run_id,
-                     world_size=distributed.world_size(), backend=distributed.backend())
+                     world_size=distributed.world_size(), backend=distributed.backend(),
+                     attention=self.ctx.backbone.attention)
         manifests = data_manifests(s)
         if manifests:
             extra["data_manifests"] = manifests
