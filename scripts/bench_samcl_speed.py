@@ -9,11 +9,11 @@
 
 SAM ViT-B at 1024 px with seeded random weights (no checkpoint needed; speed does not depend on the
 values) and a released-shape AugModule. Warm-up 1 iteration, then the median of N; images per
-second = batch size / median time. ``--precision bf16`` and ``--channels-last`` time the options the
-harness runs with the same names (docs/scaling.md).
+second = batch size / median time. ``--precision bf16``, ``--channels-last`` and ``--attention sdpa`` time the
+options the harness runs with the same names (docs/scaling.md).
 
     .venv/bin/python scripts/bench_samcl_speed.py [--iters 3] [--threads T] [--device cuda]
-        [--batch-size B] [--precision fp32|bf16] [--channels-last]
+        [--batch-size B] [--precision fp32|bf16] [--channels-last] [--attention official|sdpa]
 """
 from __future__ import annotations
 
@@ -63,6 +63,8 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=1, help="images per step / prediction")
     ap.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="bf16: autocast")
     ap.add_argument("--channels-last", action="store_true", help="channels-last model and images")
+    ap.add_argument("--attention", choices=("official", "sdpa"), default="official",
+                    help="the ViT attention path (the run option attention; official: as before it existed)")
     args = ap.parse_args()
     dev = torch.device(args.device)
     b = args.batch_size
@@ -73,6 +75,7 @@ def main() -> None:
 
     torch.manual_seed(0)
     bb = build_backbone("sam_vit_b", None, device=str(dev))
+    bb.set_attention(args.attention)
     cfg = config_for_backbone(bb)
     domains = ["d0", "d1", "d2", "d3", "d4"]
     ms = ModuleSet(cfg).attach(bb.encoder_blocks)

@@ -10,6 +10,18 @@ from torch import Tensor, nn
 Hook = Optional[Callable[[Tensor], Tensor]]
 #: the ways ``SAMBackbone.upscale`` brings low-res logits to the mask size
 UPSCALE_MODES = ("bilinear", "nearest")
+#: the run option ``attention``: how the encoder blocks compute attention (``set_attention``)
+ATTENTION_PATHS = ("auto", "official", "sdpa")
+
+
+def resolve_attention(path: str, device: torch.device | str) -> str:
+    """``auto`` -> ``sdpa`` on CUDA, ``official`` elsewhere (docs/scaling.md, "The attention
+    path": on this project's CPU the SDPA path is not faster); other values are returned as given."""
+    if path not in ATTENTION_PATHS:
+        raise ValueError(f"attention must be one of {', '.join(ATTENTION_PATHS)}, got {path!r}")
+    if path == "auto":
+        return "sdpa" if torch.device(device).type == "cuda" else "official"
+    return path
 
 
 class SAMBackbone(nn.Module):
@@ -36,6 +48,7 @@ class SAMBackbone(nn.Module):
         self.sam = sam
         self.checkpoint_path = checkpoint_path
         self._fingerprint: str | None = None
+        self.attention = "official"   # the attention path the blocks run (``set_attention``)
         for p in self.sam.parameters():
             p.requires_grad_(False)
         self.eval()
@@ -46,6 +59,12 @@ class SAMBackbone(nn.Module):
 
     def _embed(self, images: Tensor) -> Tensor:
         """Preprocess + patch embedding + positional embedding: the input of block 0."""
+        raise NotImplementedError
+
+    def set_attention(self, path: str) -> str:
+        """Make the encoder blocks compute attention the ``path`` way (``official`` or ``sdpa``;
+        ``auto`` resolves on the backbone's device); returns what they run now, also kept in
+        ``self.attention``. Parameters, hooks and adapters on the blocks are kept."""
         raise NotImplementedError
 
     # -- taps --------------------------------------------------------------------------------

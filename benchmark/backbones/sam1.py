@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
+from segment_anything.modeling.image_encoder import Attention, get_rel_pos
 from torch import Tensor, nn
 
-from .base import Hook, SAMBackbone
+from .base import Hook, SAMBackbone, resolve_attention
 from .small_sam.model import build_sam_small
 
 
@@ -15,6 +17,43 @@ def build_sam1(builder: str) -> nn.Module:
     from segment_anything import sam_model_registry
 
     return sam_model_registry[builder](checkpoint=None)
+
+
+def rel_pos_bias(q: Tensor, rel_pos_h: Tensor, rel_pos_w: Tensor, size: tuple[int, int]) -> Tensor:
+    """The terms the official ``add_decomposed_rel_pos`` adds to the attention logits, as an
+    additive mask (B, heads, HW, HW) for queries ``q`` (B, heads, HW, d) on an (h, w) grid."""
+    h, w = size
+    b, heads, _, dim = q.shape
+    r_q = q.reshape(b * heads, h, w, dim)
+    rel_h = torch.einsum("bhwc,hkc->bhwk", r_q, get_rel_pos(h, h, rel_pos_h))
+    rel_w = torch.einsum("bhwc,wkc->bhwk", r_q, get_rel_pos(w, w, rel_pos_w))
+    return (rel_h[..., :, None] + rel_w[..., None, :]).reshape(b, heads, h * w, h * w)
+
+
+class SdpaAttention(Attention):
+    """The official ViT ``Attention`` (same parameters and state) computed by
+    ``F.scaled_dot_product_attention``, the decomposed relative-position bias as its float mask.
+
+    Installed by class assignment (``sam_attention``): it adds no state, so the block keeps its
+    parameters, forward hooks (SAMCL's AugModules) and peft-wrapped ``qkv`` / ``proj``.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, h, w, _ = x.shape
+        q, k, v = self.qkv(x).reshape(b, h * w, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
+        bias = rel_pos_bias(q, self.rel_pos_h, self.rel_pos_w, (h, w)) if self.use_rel_pos else None
+        x = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=self.scale)
+        return self.proj(x.permute(0, 2, 1, 3).reshape(b, h, w, -1))
+
+
+def sam_attention(model: nn.Module, path: str) -> int:
+    """Switch every ViT ``Attention`` inside ``model`` to ``path`` ("official" | "sdpa") in place;
+    returns how many were switched (the mask decoder's attention is another class, untouched)."""
+    cls = {"official": Attention, "sdpa": SdpaAttention}[path]
+    found = [m for m in model.modules() if isinstance(m, Attention)]
+    for m in found:
+        m.__class__ = cls
+    return len(found)
 
 
 class Sam1Backbone(SAMBackbone):
@@ -31,6 +70,11 @@ class Sam1Backbone(SAMBackbone):
         self.embed_size = sam.prompt_encoder.image_embedding_size[0]
         self.low_res_size = 4 * self.embed_size
         self.taps = ("image", *(f"block{k}" for k in range(len(enc.blocks))), "neck")
+
+    def set_attention(self, path: str) -> str:
+        self.attention = resolve_attention(path, self.device)
+        sam_attention(self.sam.image_encoder, self.attention)
+        return self.attention
 
     def preprocess(self, images: Tensor) -> Tensor:
         """Float 0-255, then ``Sam.preprocess``: (x - pixel_mean) / pixel_std (no padding at S)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .base import Hook, SAMBackbone
+from .base import Hook, SAMBackbone, resolve_attention
 
 SAM2_MEAN = (0.485, 0.456, 0.406)
 SAM2_STD = (0.229, 0.224, 0.225)
@@ -38,6 +38,14 @@ class Sam2Backbone(SAMBackbone):
         self.low_res_size = 4 * self.embed_size
         self.taps = ("image", *(f"block{k}" for k in range(len(self.encoder_blocks))), "neck")
         self.stage_ends: list[int] = list(self.trunk.stage_ends)
+        self.attention = "sdpa"
+
+    def set_attention(self, path: str) -> str:
+        """Nothing to switch: Hiera's ``MultiScaleAttention`` (sam2 1.1.0) already calls
+        ``F.scaled_dot_product_attention`` and has no relative-position bias, so every value runs
+        it unchanged and ``self.attention`` stays ``sdpa`` (a run record says so)."""
+        resolve_attention(path, self.device)  # an unknown value is still an error
+        return self.attention
 
     def preprocess(self, images: Tensor) -> Tensor:
         """/255 (ToTensor) then Normalize(mean .485 .456 .406, std .229 .224 .225), as SAM2Transforms."""

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
 
+from benchmark.backbones.base import ATTENTION_PATHS
 from benchmark.engine.protocol import available_protocols
 from scenarios.fileio import ConfigError, parse_value, read_yaml_mapping, set_dotted
 
@@ -39,6 +40,7 @@ class RunConfig:
     precision: str = "fp32"            # fp32 | bf16 (autocast; GPU, or a CPU with native bf16)
     channels_last: bool = False        # channels-last tensors (a GPU speed option)
     threads: Optional[int] = 2         # torch intra-op threads (CPU sums depend on it); null: torch's own
+    attention: str = "auto"            # auto | official | sdpa: the SAM ViT attention path
     tensorboard: Optional[str] = None  # a folder for TensorBoard scalars (needs `tensorboard`)
     wandb: Optional[str] = None        # a Weights & Biases project for losses and R rows
     csv_log: Optional[str] = None      # a folder for CSV logs of losses and R rows
@@ -113,6 +115,8 @@ def _validate(cfg: RunConfig, source: str) -> None:
     need(cfg.precision in ("fp32", "bf16"), "precision", "must be fp32 or bf16")
     need(cfg.threads is None or (isinstance(cfg.threads, int) and not isinstance(cfg.threads, bool)
                                  and cfg.threads >= 1), "threads", "must be an integer >= 1 or null")
+    need(cfg.attention in ATTENTION_PATHS, "attention",
+         f"must be one of {', '.join(ATTENTION_PATHS)}, got {cfg.attention!r}")
     need(cfg.protocol in available_protocols(), "protocol",
          f"must name a protocol ({', '.join(available_protocols())}), got {cfg.protocol!r}")
     need(cfg.tensorboard is None or (isinstance(cfg.tensorboard, str) and cfg.tensorboard),

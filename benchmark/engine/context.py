@@ -122,6 +122,7 @@ def prepare(cfg: RunConfig) -> RunContext:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)  # random weights (checkpoint none) are the same in every process
         backbone = build_backbone(cfg.backbone, checkpoint=cfg.checkpoint, device=str(device))
+    backbone.set_attention(cfg.attention)
     if backbone.image_size != stream_cfg.image_size:
         raise ValueError(f"stream {stream_cfg.name!r} has image_size {stream_cfg.image_size} but "
                          f"backbone {cfg.backbone!r} expects {backbone.image_size}; set "

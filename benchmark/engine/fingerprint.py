@@ -37,7 +37,7 @@ IDENTITY_PARTS = tuple(p for p in PARTS if p not in RECORDED_ONLY)
 #: numerics); saved states of equal settings are earlier attempts of the same run (resume.py)
 SETTING_PARTS = ("stream", "backbone", "hparams", "protocol", "precision", "seed")
 #: run-config fields that change the arithmetic (the ``precision`` part)
-NUMERIC_OPTIONS = ("precision", "cache_dtype", "channels_last", "deterministic")
+NUMERIC_OPTIONS = ("precision", "cache_dtype", "channels_last", "deterministic", "attention")
 #: environment variables that change CPU/GPU arithmetic when set (recorded in ``numerics.env``;
 #: the thread-count variables are not: the count the run had is ``numerics.threads``)
 NUMERICS_ENV = ("MKL_ENABLE_INSTRUCTIONS", "MKL_CBWR",

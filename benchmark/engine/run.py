@@ -162,7 +162,8 @@ class Run:
         extra = dict(strategy.extra_record())
         extra.update(loss_history=list(strategy.loss_history), run_id=self.run_id,
                      world_size=distributed.world_size(), backend=distributed.backend(),
-                     command=list(sys.argv))  # the process's command line (provenance)
+                     command=list(sys.argv),  # the process's command line (provenance)
+                     attention=self.ctx.backbone.attention)
         manifests = data_manifests(s)
         if manifests:
             extra["data_manifests"] = manifests

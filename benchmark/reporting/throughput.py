@@ -31,6 +31,8 @@ def rows_of(folders: list[str]) -> list[dict]:
             "method": record.method, "backbone": record.backbone, "device": record.device,
             "precision": record.config.get("precision", "fp32"),
             "channels_last": bool(record.config.get("channels_last", False)),
+            # the attention path the encoder ran (records from before the option: not known)
+            "attention": record.extra.get("attention", "-"),
             "world": int(record.extra.get("world_size", 1)),
             "workers": int(record.config.get("num_workers", 0)),
             "train img/s": trained / train_s if train_s > 0 and trained else float("nan"),  # NaN: no training
@@ -42,7 +44,8 @@ def rows_of(folders: list[str]) -> list[dict]:
 
 def render(rows: list[dict], markdown: bool = False) -> str:
     """The rows as a table: rates to 3 significant digits (CPU rates are below 1), seconds to 0.1."""
-    table = pd.DataFrame(rows).sort_values(["backbone", "method", "precision", "channels_last", "workers"])
+    table = pd.DataFrame(rows).sort_values(["backbone", "method", "precision", "attention", "channels_last",
+                                         "workers"])
     for column in ("train img/s", "eval img/s"):
         table[column] = table[column].map(lambda v: f"{v:.3g}")
     for column in ("train s", "eval s", "cache s"):

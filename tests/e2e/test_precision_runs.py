@@ -44,6 +44,23 @@ def test_bf16_and_channels_last_records_match_fp32(run_record, device, layout_to
     assert bf16["config"]["precision"] == "bf16"
 
 
+@pytest.mark.slow
+def test_sdpa_attention_run_matches_official(tmp_path, tiny_run):
+    """LoRA (blocks 7-11 run at every step, from the block-6 cache) with each attention path: the
+    own run id, scores equal to float rounding, the path in the record (config and extra)."""
+    records = {}
+    for path in ("official", "sdpa"):
+        args = tiny_run("lora", tmp_path / path, domains=["polyp"], epochs=1)
+        assert main(args + ["--set", f"attention={path}"]) == 0
+        records[path] = json.loads(next((tmp_path / path).glob("*.json")).read_text())
+    official, sdpa = records["official"], records["sdpa"]
+    assert (sdpa["config"]["attention"], sdpa["extra"]["attention"]) == ("sdpa", "sdpa")
+    assert official["extra"]["attention"] == "official"
+    assert sdpa["extra"]["run_id"] != official["extra"]["run_id"]  # rows of their own
+    gap = np.abs(np.array(sdpa["matrices"]["iou"]) - np.array(official["matrices"]["iou"]))
+    assert gap.max() < 1e-4, gap
+
+
 def test_bf16_without_native_support_warns(tmp_path, monkeypatch, tiny_run):
     monkeypatch.setattr("benchmark.engine.context.native_bf16", lambda device: False)
     args = tiny_run("zero_shot", tmp_path / "out", domains=["polyp"])

@@ -19,6 +19,7 @@ def test_images_per_second_from_a_record(tmp_path, capsys, tiny_run):
     assert math.isclose(row["train img/s"], 16 / sum(timing["train"]))
     assert math.isclose(row["eval img/s"], 6 * 3 / sum(timing["eval"]))  # 3 rows: zero-shot + 2
     assert row["precision"] == "fp32" and row["world"] == 1 and row["workers"] == 0
+    assert row["attention"] == "official"  # auto on a CPU
     assert "| finetune_decoder" in render([row], markdown=True)
     capsys.readouterr()
     assert main(["throughput", str(out), "--markdown"]) == 0

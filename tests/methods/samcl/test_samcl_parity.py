@@ -15,6 +15,8 @@ from methods.samcl.official import load_official_module, load_official_selector
 from methods.samcl.selector import pooled_tap
 
 CASES = ["sam1_kvasir", "sam1_isic", "sam1_kvasir_pospert", "sam2_kvasir", "sam2_isic", "sam2_kvasir_pospert"]
+# the forward goldens with each attention path (SAM2 has only its own, already SDPA)
+FORWARD = [(c, "official") for c in CASES] + [(c, "sdpa") for c in CASES if c.startswith("sam1")]
 ATOL = 1e-4
 
 
@@ -48,11 +50,12 @@ def test_selector_logits_from_stored_vector(golden_root, official_root, case):
     assert int(logits.argmax()) == int(g["selector_argmax"])
 
 
-def _backbone(case):
+def _backbone(case, attention="official"):
     from benchmark.backbones import build_backbone
 
     torch.manual_seed(0)
     bb = build_backbone("sam_vit_b" if case.startswith("sam1") else "sam2.1_hiera_t", None)
+    bb.set_attention(attention)
     if "pospert" in case:
         names = ("pos_embed", "rel_pos_h", "rel_pos_w") if case.startswith("sam1") else ("pos_embed", "pos_embed_window")
         g = torch.Generator().manual_seed(1)
@@ -68,10 +71,10 @@ def _close(actual, expected):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("case", CASES)
-def test_forward_matches_reference(golden_root, official_root, case):
+@pytest.mark.parametrize("case,attention", FORWARD)
+def test_forward_matches_reference(golden_root, official_root, case, attention):
     g = _golden(golden_root, case)
-    bb = _backbone(case)
+    bb = _backbone(case, attention)
     module = load_official_module(_module_file(official_root, case))
     ms = ModuleSet(module.config)
     ms.add("domain", module)
