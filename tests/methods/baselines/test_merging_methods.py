@@ -122,3 +122,10 @@ def test_bad_settings_are_one_line_errors(small_sam):
     with pytest.raises(ValueError, match="applies to adapter 'lora' only"):
         get_method("merge_mean")(backbone=copy.deepcopy(small_sam), domain_names=["a"], n_trained=1,
                                  hparams={"adapter": "augmodule", "targets": ["proj"]})
+
+
+def test_merge_ties_takes_regcls_settings_on_the_paper_stream_only():
+    presets = get_method("merge_ties").presets("paper", "sam_vit_b")
+    assert [values for _, values in presets] == [{"density": 0.2, "lam": 0.55}]
+    assert get_method("merge_ties").presets("synthetic", "sam_small") == []
+    assert get_method("merge_ties").declared_defaults()["lam"] == 1.0
