@@ -50,6 +50,15 @@ class SeededDomainBuffer(ExemplarsBuffer):
     def resize(self, strategy, new_size: int):
         raise NotImplementedError("the replay buffer has a fixed size per domain")
 
+    def storage(self, image_size: int) -> Dict[str, int]:
+        """What a deployed buffer keeps at image size S: uint8 RGB images, masks packed at one bit
+        per pixel, K point prompts as float32 (x, y, label)."""
+        n = sum(len(i) for i in self.indices)
+        k = int(self.groups[0][0]["points"].shape[0]) if n else 0
+        s = image_size
+        return {"buffer_images": n * 3 * s * s, "buffer_masks": n * ((s * s + 7) // 8),
+                "buffer_prompts": n * k * 3 * 4}
+
 
 @register_method("replay")
 class Replay(LoRA):
@@ -69,16 +78,7 @@ class Replay(LoRA):
         return sum(len(i) for i in self.buffer.indices)
 
     def storage(self) -> Dict[str, int]:
-        s = int(self.backbone.image_size)
-        n = self.buffer_items()
-        k = 0
-        if n:
-            k = int(self.buffer.groups[0][0]["points"].shape[0])
-        out = super().storage()
-        out["buffer_images"] = n * 3 * s * s                 # uint8 RGB at the stream's size S
-        out["buffer_masks"] = n * ((s * s + 7) // 8)          # 1 bit per pixel, packed
-        out["buffer_prompts"] = n * k * 3 * 4                # K points: float32 x, y, label
-        return out
+        return {**super().storage(), **self.buffer.storage(int(self.backbone.image_size))}
 
     def method_state(self) -> Dict[str, Any]:
         return {"buffer_indices": [list(i) for i in self.buffer.indices]}
