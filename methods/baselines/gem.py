@@ -5,8 +5,9 @@ blocks 7-11, tap ``block6``). An episodic memory keeps ``gem_patterns`` training
 finished domain (a seeded choice, as ``replay``'s buffer), stored as the harness's batches: the
 cached features at the tap, the mask and the point prompts. At every training step the gradient of
 the shared SAM loss on each past domain's memory is computed; when the step's gradient conflicts
-with one of them (negative dot product) it is replaced by the closest gradient that does not
-(Avalanche's ``GEMPlugin`` quadratic program, with margin ``gem_strength``, solved by quadprog).
+with one of them (negative dot product) it is replaced by the solution of Avalanche's ``GEMPlugin``
+quadratic program (GEM's dual, solved by quadprog): the gradient plus ``v_j`` times each memory
+gradient, with ``v_j >= gem_strength`` (GEM's margin gamma) chosen to remove the conflicts.
 Storage counts the memory (features as cached, masks at one bit per pixel, prompts).
 """
 from __future__ import annotations

