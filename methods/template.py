@@ -417,11 +417,14 @@ class SAMStrategy(SupervisedTemplate):
         segment_anything)."""
         return self.backbone.upscale(low_res, self.upscale_mode)
 
+    def sam_loss_of(self, low_res: torch.Tensor, iou_pred: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        """The shared SAM loss (summed over the batch) of a forward's outputs against ``masks``: the
+        training loss, and what regularisers that need a gradient of it call on other batches."""
+        return sam_loss(self.upscale(low_res.float()), iou_pred.float(), masks,
+                        dice_weight=float(self.hp["dice_weight"]), iou_loss=self.iou_loss)
+
     def criterion(self):
-        low_res, iou_pred = self.mb_output
-        logits = self.upscale(low_res.float())
-        loss = sam_loss(logits, iou_pred.float(), self.mb_y, dice_weight=float(self.hp["dice_weight"]),
-                        iou_loss=self.iou_loss)
+        loss = self.sam_loss_of(*self.mb_output, self.mb_y)
         # The loss sums over the batch; DDP averages gradients over the W processes, so each
         # process's share is scaled by W to give the gradient of the global batch's sum.
         return loss * self.world_size if self._ddp is not None else loss

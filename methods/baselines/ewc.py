@@ -9,19 +9,18 @@ the frozen backbone is neither copied nor penalised.
 """
 from __future__ import annotations
 
-from collections import defaultdict
-from typing import Any, Dict, List
+from typing import Any, Dict
 
 import torch
 from avalanche.training.plugins import EWCPlugin
 from avalanche.training.utils import ParamData
 
+from methods.baselines import _regularizers as reg
 from methods.baselines.lora import LoRA
 from benchmark.core.registry import register_method
-from scenarios.stream import to_device
 
 
-class SAMEWCPlugin(EWCPlugin):
+class SAMEWCPlugin(reg.PenaltyLog, EWCPlugin):
     """EWCPlugin with an importance pass that runs the real SAM forward with prompts.
 
     The stock ``compute_importances`` calls ``model(batch[0])``, which cannot run a SAM batch (a
@@ -30,46 +29,14 @@ class SAMEWCPlugin(EWCPlugin):
     domain's mini-batches, over the trainable parameters only.
     """
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.penalty_log: Dict[int, List[float]] = defaultdict(list)  # lambda * penalty per step
-
-    def before_backward(self, strategy, **kwargs):
-        task_loss, strategy.loss = strategy.loss, torch.zeros((), device=strategy.device)
-        super().before_backward(strategy, **kwargs)  # adds lambda * penalty to the zero
-        self.penalty_log[strategy.clock.train_exp_counter].append(float(strategy.loss.detach()))
-        strategy.loss = task_loss + strategy.loss
-
     def after_training_exp(self, strategy, **kwargs):
         t = strategy.clock.train_exp_counter
-        self.update_importances(self.sam_importances(strategy), t)
+        fisher = reg.mean_grad_stat(strategy, strategy.experience.dataset, reg.seg_loss, torch.square)
+        self.update_importances(reg.param_datas(fisher, "imp_", strategy.device), t)
         self.saved_params[t] = {n: ParamData(n, init_tensor=p.detach().clone())
                                 for n, p in strategy.named_trainable().items()}
         if t > 0 and not self.keep_importance_data:
             del self.saved_params[t - 1]
-
-    def sam_importances(self, strategy) -> Dict[str, ParamData]:
-        params = strategy.named_trainable()
-        fisher = {n: torch.zeros_like(p) for n, p in params.items()}
-        dataset = strategy.experience.dataset
-        loader = torch.utils.data.DataLoader(dataset, batch_size=strategy.train_mb_size,
-                                             collate_fn=getattr(dataset, "collate_fn", None))
-        was_training = strategy.model.training
-        strategy.model.eval()
-        n_batches = 0
-        for batch in loader:
-            batch = to_device(batch, strategy.device)
-            strategy.model.zero_grad(set_to_none=True)
-            low_res, iou_pred = strategy.run_model(batch)
-            loss = strategy.sam_loss_of(low_res, iou_pred, batch["mask"]) / len(batch["mask"])
-            loss.backward()
-            for n, p in params.items():
-                if p.grad is not None:
-                    fisher[n] += p.grad.detach() ** 2
-            n_batches += 1
-        strategy.model.zero_grad(set_to_none=True)
-        strategy.model.train(was_training)
-        return {n: ParamData(f"imp_{n}", init_tensor=f / max(n_batches, 1)) for n, f in fisher.items()}
 
 
 @register_method("ewc")
@@ -93,12 +60,6 @@ class EWC(LoRA):
                                 decay_factor=float(self.hp["ewc_decay"]) if mode == "online" else None)
         return [self.ewc]
 
-    def sam_loss_of(self, low_res, iou_pred, masks) -> torch.Tensor:
-        from benchmark.core.losses import sam_loss
-
-        return sam_loss(self.upscale(low_res), iou_pred, masks,
-                        dice_weight=float(self.hp["dice_weight"]), iou_loss=self.iou_loss)
-
     def penalty(self) -> float:
         """The current EWC penalty (without lambda), for inspection and tests."""
         t = self.clock.train_exp_counter
@@ -114,31 +75,21 @@ class EWC(LoRA):
 
     def method_state(self) -> Dict[str, Any]:
         """The plugin's importances and anchors per finished domain, and its penalty log."""
-        def tensors(per_exp) -> Dict[int, Dict[str, torch.Tensor]]:
-            return {t: {n: v.data for n, v in d.items()} for t, d in per_exp.items()}
-
-        return {"importances": tensors(self.ewc.importances), "saved_params": tensors(self.ewc.saved_params),
-                "penalty_log": {t: list(v) for t, v in self.ewc.penalty_log.items()}}
+        return {"importances": {t: reg.param_tensors(d) for t, d in self.ewc.importances.items()},
+                "saved_params": {t: reg.param_tensors(d) for t, d in self.ewc.saved_params.items()},
+                "penalty_log": self.ewc.log_state()}
 
     def load_method_state(self, state: Dict[str, Any]) -> None:
-        def params(per_exp, prefix: str):
-            return {int(t): {n: ParamData(f"{prefix}{n}", init_tensor=v.to(self.device)) for n, v in d.items()}
-                    for t, d in per_exp.items()}
-
-        self.ewc.importances.update(params(state.get("importances", {}), "imp_"))
-        self.ewc.saved_params.update(params(state.get("saved_params", {}), ""))
-        self.ewc.penalty_log.update({int(t): list(v) for t, v in state.get("penalty_log", {}).items()})
+        for key, prefix in (("importances", "imp_"), ("saved_params", "")):
+            getattr(self.ewc, key).update({int(t): reg.param_datas(d, prefix, self.device)
+                                           for t, d in state.get(key, {}).items()})
+        self.ewc.load_log(state.get("penalty_log", {}))
 
     def extra_record(self) -> Dict:
-        logs = self.ewc.penalty_log
-        return {"ewc_weighted_penalty_mean": [sum(logs[t]) / len(logs[t]) if logs[t] else 0.0
-                                              for t in range(self.clock.train_exp_counter)]}
+        return {"ewc_weighted_penalty_mean": self.ewc.mean_penalties(self.clock.train_exp_counter)}
 
     def storage(self) -> Dict[str, int]:
-        def nbytes(dicts) -> int:
-            return sum(v.data.numel() * v.data.element_size() for d in dicts for v in d.values())
-
         out = super().storage()
-        out["ewc_importances"] = nbytes(self.ewc.importances.values())
-        out["ewc_old_parameters"] = nbytes(self.ewc.saved_params.values())
+        out["ewc_importances"] = reg.nbytes(v for d in self.ewc.importances.values() for v in d.values())
+        out["ewc_old_parameters"] = reg.nbytes(v for d in self.ewc.saved_params.values() for v in d.values())
         return out

@@ -22,14 +22,15 @@ def _bilinear(size):
 
 
 def _fake_strategy(mode: str, size: int = 4, iou_loss: str = "project"):
-    """What ``SAMStrategy.upscale`` / ``criterion`` read, without a model (the backbone's upscale
-    is the real ``SAMBackbone.upscale`` on an object of that image size)."""
+    """What ``SAMStrategy.upscale`` / ``criterion`` / ``sam_loss_of`` read, without a model (the
+    backbone's upscale is the real ``SAMBackbone.upscale`` on an object of that image size)."""
     sized = types.SimpleNamespace(image_size=size)
     backbone = types.SimpleNamespace(image_size=size,
                                      upscale=lambda x, m="bilinear": SAMBackbone.upscale(sized, x, m))
     ns = types.SimpleNamespace(upscale_mode=mode, iou_loss=iou_loss, hp={"dice_weight": 10.0},
                                _ddp=None, world_size=1, backbone=backbone)
     ns.upscale = lambda low: SAMStrategy.upscale(ns, low)
+    ns.sam_loss_of = lambda *outputs: SAMStrategy.sam_loss_of(ns, *outputs)
     return ns
 
 
