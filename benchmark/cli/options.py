@@ -40,6 +40,9 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
                    help="torch.use_deterministic_algorithms (see docs/scaling.md for GPU caveats)")
     p.add_argument("--no-resume", action="store_true",
                    help="ignore the saved state of an interrupted run and start it afresh")
+    p.add_argument("--save-models", action=argparse.BooleanOptionalAction, default=None,
+                   help="save each method's trained state after each domain into "
+                        "<output>/models/ (default: auto = for every backbone but sam_small)")
 
 
 def run_config(args):
@@ -47,7 +50,8 @@ def run_config(args):
     from benchmark.engine.config import load_run_config
 
     overrides = parse_overrides(args.set)
-    for name in ("methods", "device", "output", "stream", "backbone", "checkpoint", "protocol"):
+    for name in ("methods", "device", "output", "stream", "backbone", "checkpoint", "protocol",
+                 "save_models"):
         value = getattr(args, name, None)
         if value is not None:
             overrides[name] = value

@@ -7,8 +7,10 @@ increments.
 """
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Dict, Iterable, List, Mapping, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -135,3 +137,45 @@ class StorageLedger:
     def __repr__(self) -> str:
         return (f"StorageLedger({len(self)} domains, final {self.final_total_mb():.3f} MB: "
                 f"{self.final()})")
+
+
+# ------------------------------------------------------------------------------- kept samples
+#: how a kept training item is stored: the image (uint8, 3 x S x S), the mask packed at one bit per
+#: pixel, the point prompts (float32 x, y, label per point)
+SAMPLE_PARTS = ("images", "masks", "prompts")
+
+
+def sample_bytes(prefix: str, n: int, image_size: int, points: int) -> Dict[str, int]:
+    """Bytes of ``n`` kept items at ``image_size``, per part: ``{prefix}_images`` etc."""
+    s = int(image_size)
+    sizes = (3 * s * s, (s * s + 7) // 8, int(points) * 3 * 4)
+    return {f"{prefix}_{part}": int(n) * size for part, size in zip(SAMPLE_PARTS, sizes)}
+
+
+def encode_samples(items: Sequence[Mapping]) -> Dict[str, torch.Tensor]:
+    """The stored form of dataset items (``image`` uint8 (3,S,S), ``mask`` (S,S) in {0,1},
+    ``points`` (K,2), ``point_labels`` (K,)): {part: tensor}, ``sample_bytes`` bytes exactly."""
+    images = torch.stack([item["image"].to(torch.uint8) for item in items])
+    bits = np.stack([item["mask"].numpy().reshape(-1) >= 0.5 for item in items])
+    masks = torch.from_numpy(np.packbits(bits, axis=1))
+    prompts = torch.stack([torch.cat([item["points"].float(), item["point_labels"].float()[:, None]], 1)
+                           for item in items])
+    return {"images": images.contiguous(), "masks": masks.contiguous(), "prompts": prompts.contiguous()}
+
+
+@dataclass
+class KeptSamples:
+    """Training items a method keeps (a replay buffer, joint training's data): the item indices of
+    each trained domain's train split, the point prompts per item, and whether a saved model holds
+    copies of them (``by_reference``: it lists the indices only, for data too large to copy into
+    every saved domain; storage counts them all the same)."""
+
+    indices: Dict[int, List[int]]   # trained domain index -> item indices in its train split
+    points: int                     # point prompts per item
+    by_reference: bool = False
+
+    def count(self) -> int:
+        return sum(len(v) for v in self.indices.values())
+
+    def nbytes(self, prefix: str, image_size: int) -> Dict[str, int]:
+        return sample_bytes(prefix, self.count(), image_size, self.points)

@@ -35,6 +35,9 @@ class RunConfig:
     precision: str = "fp32"            # fp32 | bf16 (autocast; GPU, or a CPU with native bf16)
     channels_last: bool = False        # channels-last tensors (a GPU speed option)
     tensorboard: Optional[str] = None  # a folder for TensorBoard scalars (needs `tensorboard`)
+    #: each method's trained state after each domain into <output>/models/ (saved_models.py);
+    #: auto = for the real backbones, not for the built-in benchmark's sam_small
+    save_models: Union[str, bool] = "auto"
     source: str = "<defaults>"
     #: the dotted keys given on the command line (--set and the named options), for provenance
     overridden: List[str] = field(default_factory=list, metadata={"internal": True})
@@ -97,5 +100,7 @@ def _validate(cfg: RunConfig, source: str) -> None:
          f"must name a protocol ({', '.join(available_protocols())}), got {cfg.protocol!r}")
     need(cfg.tensorboard is None or (isinstance(cfg.tensorboard, str) and cfg.tensorboard),
          "tensorboard", "must be a folder path or null")
+    need(cfg.save_models == "auto" or isinstance(cfg.save_models, bool), "save_models",
+         f"must be auto, true or false, got {cfg.save_models!r}")
     if cfg.checkpoint is not None and str(cfg.checkpoint).lower() == "none":
         cfg.checkpoint = None

@@ -84,6 +84,8 @@ class EWC(LoRA):
         "ewc_mode": "separate",   # separate (one penalty per past domain) | online
         "ewc_decay": 1.0,          # online mode only: importance decay factor
     }
+    storage_components = LoRA.storage_components + (
+        ("method.importances.*", "ewc_importances"), ("method.saved_params.*", "ewc_old_parameters"))
 
     def make_plugins(self) -> list:
         mode = self.hp["ewc_mode"]
@@ -134,11 +136,3 @@ class EWC(LoRA):
         return {"ewc_weighted_penalty_mean": [sum(logs[t]) / len(logs[t]) if logs[t] else 0.0
                                               for t in range(self.clock.train_exp_counter)]}
 
-    def storage(self) -> Dict[str, int]:
-        def nbytes(dicts) -> int:
-            return sum(v.data.numel() * v.data.element_size() for d in dicts for v in d.values())
-
-        out = super().storage()
-        out["ewc_importances"] = nbytes(self.ewc.importances.values())
-        out["ewc_old_parameters"] = nbytes(self.ewc.saved_params.values())
-        return out

@@ -4,9 +4,11 @@ A buffer keeps ``buffer_per_domain`` randomly chosen training images (with masks
 every past domain (10 as in MoDA / CoSAM); on later domains each mini-batch of new data is joined by
 ``replay_batch_size`` buffered items (Avalanche's ``ReplayPlugin`` and ``ReplayDataLoader``, which
 work unchanged with the dict batches and ``collate_samples``). The trained parameters are those of
-``lora`` (rank-10 LoRA on blocks 7-11, tap ``block6``). Storage counts what a deployed ER keeps: the images (uint8, 3 x S x S), the
-masks packed at one bit per pixel and the point prompts (float32 x, y, label) - not the cached
-features the benchmark happens to read for the buffered items.
+``lora`` (rank-10 LoRA on blocks 7-11, tap ``block6``). Storage counts what a deployed ER keeps
+(``kept_samples``, encoded as ``benchmark.core.storage.encode_samples``): the images (uint8,
+3 x S x S), the masks packed at one bit per pixel and the point prompts (float32 x, y, label) - not
+the cached features the benchmark happens to read for the buffered items. A saved model holds
+these copies.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import torch
 from avalanche.training.plugins import ReplayPlugin
 from avalanche.training.storage_policy import ExemplarsBuffer
 
+from benchmark.core.storage import KeptSamples
 from methods.baselines.lora import LoRA
 from benchmark.core.registry import register_method
 
@@ -68,17 +71,10 @@ class Replay(LoRA):
     def buffer_items(self) -> int:
         return sum(len(i) for i in self.buffer.indices)
 
-    def storage(self) -> Dict[str, int]:
-        s = int(self.backbone.image_size)
-        n = self.buffer_items()
-        k = 0
-        if n:
-            k = int(self.buffer.groups[0][0]["points"].shape[0])
-        out = super().storage()
-        out["buffer_images"] = n * 3 * s * s                 # uint8 RGB at the stream's size S
-        out["buffer_masks"] = n * ((s * s + 7) // 8)          # 1 bit per pixel, packed
-        out["buffer_prompts"] = n * k * 3 * 4                # K points: float32 x, y, label
-        return out
+    def kept_samples(self) -> Dict[str, KeptSamples]:
+        points = int(self.buffer.groups[0][0]["points"].shape[0]) if self.buffer.groups else 0
+        return {"buffer": KeptSamples({t: list(idx) for t, idx in enumerate(self.buffer.indices)},
+                                      points)}
 
     def method_state(self) -> Dict[str, Any]:
         return {"buffer_indices": [list(i) for i in self.buffer.indices]}
