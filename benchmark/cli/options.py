@@ -40,9 +40,6 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
                    help="torch.use_deterministic_algorithms (see docs/scaling.md for GPU caveats)")
     p.add_argument("--no-resume", action="store_true",
                    help="ignore the saved state of an interrupted run and start it afresh")
-    p.add_argument("--save-models", action=argparse.BooleanOptionalAction, default=None,
-                   help="save each method's trained state after each domain into "
-                        "<output>/models/ (default: auto = for every backbone but sam_small)")
 
 
 def run_config(args):

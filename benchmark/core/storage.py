@@ -3,7 +3,9 @@
 MB here means MiB = 2**20 bytes, as in the SAMCL paper (61,304 fp32 parameters = 245,216 bytes
 = 0.234 MB). ``StorageLedger`` records, after each trained domain, the bytes of each component
 (e.g. ``{"module_set": ..., "selector": ..., "buffer": ...}``) and gives totals and per-domain
-increments.
+increments. What a method counts is what a saved model holds (``SAMStrategy.storage``): tensors
+of its state (benchmark/core/statetree.py) and kept training items (``KeptSamples``, stored as
+``encode_samples`` encodes them).
 """
 from __future__ import annotations
 
@@ -12,7 +14,6 @@ from typing import Dict, Iterable, List, Mapping, Sequence
 
 import numpy as np
 import torch
-from torch import nn
 
 MB = 2 ** 20  # bytes in one "MB" (MiB) throughout the benchmark
 
@@ -20,39 +21,6 @@ MB = 2 ** 20  # bytes in one "MB" (MiB) throughout the benchmark
 def to_mb(n_bytes: float) -> float:
     """Bytes to MB (MiB, 2**20 bytes)."""
     return n_bytes / MB
-
-
-def tensor_bytes(t: torch.Tensor, dtype: torch.dtype | None = None) -> int:
-    """Bytes of a tensor's elements (at ``dtype``'s element size when given)."""
-    size = torch.empty((), dtype=dtype).element_size() if dtype is not None else t.element_size()
-    return t.numel() * size
-
-
-def module_bytes(obj: nn.Module | Iterable[torch.Tensor], dtype: torch.dtype | None = None,
-                 include_buffers: bool = True) -> int:
-    """Bytes of a module's parameters (and buffers), or of an iterable of tensors.
-
-    Shared tensors are counted once. ``dtype`` counts every tensor at that dtype's element size
-    (e.g. what an fp16 copy would weigh).
-    """
-    if isinstance(obj, nn.Module):
-        tensors = list(obj.parameters())
-        if include_buffers:
-            tensors += list(obj.buffers())
-    elif isinstance(obj, torch.Tensor):
-        tensors = [obj]
-    else:
-        tensors = list(obj)
-    seen: set[int] = set()
-    total = 0
-    for t in tensors:
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(f"module_bytes expects tensors, got {type(t).__name__}")
-        if id(t) in seen:
-            continue
-        seen.add(id(t))
-        total += tensor_bytes(t, dtype)
-    return total
 
 
 class StorageLedger:
