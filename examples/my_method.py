@@ -17,13 +17,11 @@ class DecoderBitFit(SAMStrategy):
 
     tap = "neck"                 # trainable parts sit in the decoder: start from the cached neck
     defaults = {"lr": 1e-3}      # typed, declared once: overrides the shared lr; add your own keys
+    # Only the biases differ from the frozen backbone, so only they are kept (storage, saved models).
+    storage_components = (("parts.mask_decoder.*bias", "decoder_biases"),)
 
     def build(self) -> None:
         decoder = self.backbone.mask_decoder   # SAM's or SAM2's: the backbone answers which
         for name, p in decoder.named_parameters():
             p.requires_grad_(name.endswith("bias"))
         self.parts["mask_decoder"] = decoder   # trained in place: each run has its own backbone copy
-
-    def storage(self):
-        # Only the biases differ from the frozen backbone, so only they need to be kept.
-        return {"decoder_biases": sum(p.numel() * p.element_size() for p in self.trainable_parameters())}

@@ -8,7 +8,8 @@ loss and keeps a fresh Adam + cosine schedule per domain. A method overrides a f
 - ``build()``: create trainable parts (attached to ``self.parts``, an ``nn.ModuleDict``);
 - ``encode(feats, batch)`` / ``decode(enc, batch)``: change how the backbone is run;
 - ``predict(batch)``: evaluation-time prediction (e.g. routing);
-- ``storage()``: bytes kept beyond the frozen backbone, by component;
+- ``storage_components`` / ``kept_samples()``: what ``storage()`` counts (bytes kept beyond the
+  frozen backbone, by component) and a saved model holds;
 - ``before_domain(exp)`` / ``after_domain(exp)``: work at domain boundaries;
 - ``extra_record()``: method-specific entries for the run record;
 - ``method_state()`` / ``load_method_state(state)``: what a resumed run needs beyond ``self.parts``
@@ -38,7 +39,8 @@ from avalanche.training.templates import SupervisedTemplate
 from benchmark.backbones.base import UPSCALE_MODES
 from benchmark.core import distributed
 from benchmark.core.losses import IOU_LOSSES, sam_loss
-from benchmark.core.storage import module_bytes
+from benchmark.core import statetree
+from benchmark.core.storage import KeptSamples
 from scenarios.fileio import ConfigError, read_yaml_mapping
 from scenarios.stream import to_device
 
@@ -156,6 +158,10 @@ class SAMStrategy(SupervisedTemplate):
         "dice_weight": 10.0,
     }
     defaults: Dict[str, Any] = {}
+    #: what ``storage()`` counts and a saved model holds: (pattern, component) pairs, ``fnmatch``
+    #: patterns over the flat tensor names of ``state_dict()`` (``parts.<parameter>``,
+    #: ``method.<method_state key>...``), first match wins; unmatched tensors are bookkeeping
+    storage_components: Tuple[Tuple[str, str], ...] = (("parts.*", "trained_parameters"),)
     #: leaderboard columns this method adds (``benchmark.reporting.columns.Column``); each one's
     #: value is ``extra_record()[column.key]``
     report_columns: tuple = ()
@@ -296,11 +302,21 @@ class SAMStrategy(SupervisedTemplate):
         """Low-resolution mask logits for evaluation."""
         return self.run_model(batch)[0]
 
+    def kept_samples(self) -> Dict[str, KeptSamples]:
+        """Training items the method keeps, by storage prefix (``replay``: its buffer, ``joint``:
+        all data so far); counted as ``<prefix>_images``, ``_masks``, ``_prompts``. Default: none."""
+        return {}
+
     def storage(self) -> Dict[str, int]:
-        """Bytes this method keeps beyond the frozen backbone, by component."""
-        if len(self.parts) == 0:
-            return {}
-        return {"trained_parameters": module_bytes(self.parts)}
+        """Bytes this method keeps beyond the frozen backbone, by component: the tensors of
+        ``state_dict()`` that ``storage_components`` assign to each, plus ``kept_samples()`` at
+        their stored encoding - what a saved model holds (benchmark/engine/saved_models.py)."""
+        tensors, _ = statetree.flatten(self.state_dict())
+        groups, _ = statetree.group_components(tensors, self.storage_components)
+        out = {component: statetree.nbytes(group) for component, group in groups.items()}
+        for prefix, kept in self.kept_samples().items():
+            out.update(kept.nbytes(prefix, int(self.backbone.image_size)))
+        return out
 
     def before_domain(self, experience) -> None:
         pass

@@ -15,7 +15,7 @@ import sys
 from typing import List, Optional
 
 COMMANDS = {"run": "run", "grid": "grid", "report": "report", "cache": "cache", "prepare": "prepare",
-            "points": "points",
+            "points": "points", "evaluate": "evaluate",
             "list": "listing", "throughput": "throughput", "pretrain-small-sam": "pretrain_small_sam",
             "eval-small-sam": "eval_small_sam"}
 

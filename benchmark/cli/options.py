@@ -59,7 +59,7 @@ def run_config(args):
 
     overrides = parse_overrides(args.set)
     for name in ("methods", "orders", "device", "output", "stream", "backbone", "checkpoint",
-                 "protocol", "save_masks", "wandb", "csv_log"):
+                 "protocol", "save_masks", "wandb", "csv_log", "save_models"):
         value = getattr(args, name, None)
         if value is not None:
             overrides[name] = value

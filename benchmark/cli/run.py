@@ -1,6 +1,7 @@
 """``run`` (the default command): run a benchmark and print its leaderboard."""
 from __future__ import annotations
 
+import argparse
 import os
 import time
 
@@ -11,6 +12,9 @@ HELP = "run a benchmark (the default command)"
 
 def add_arguments(p) -> None:
     add_run_options(p)
+    p.add_argument("--save-models", action=argparse.BooleanOptionalAction, default=None,
+                   help="save each method's trained state after each domain into <output>/models/ "
+                        "(default: the config's save_models, auto = for every backbone but sam_small)")
     p.add_argument("--no-report", action="store_true", help="do not print the leaderboard")
 
 

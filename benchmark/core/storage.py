@@ -3,14 +3,17 @@
 MB here means MiB = 2**20 bytes, as in the SAMCL paper (61,304 fp32 parameters = 245,216 bytes
 = 0.234 MB). ``StorageLedger`` records, after each trained domain, the bytes of each component
 (e.g. ``{"module_set": ..., "selector": ..., "buffer": ...}``) and gives totals and per-domain
-increments.
+increments. What a method counts is what a saved model holds (``SAMStrategy.storage``): tensors
+of its state (benchmark/core/statetree.py) and kept training items (``KeptSamples``, stored as
+``encode_samples`` encodes them).
 """
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Dict, Iterable, List, Mapping, Sequence
 
+import numpy as np
 import torch
-from torch import nn
 
 MB = 2 ** 20  # bytes in one "MB" (MiB) throughout the benchmark
 
@@ -18,39 +21,6 @@ MB = 2 ** 20  # bytes in one "MB" (MiB) throughout the benchmark
 def to_mb(n_bytes: float) -> float:
     """Bytes to MB (MiB, 2**20 bytes)."""
     return n_bytes / MB
-
-
-def tensor_bytes(t: torch.Tensor, dtype: torch.dtype | None = None) -> int:
-    """Bytes of a tensor's elements (at ``dtype``'s element size when given)."""
-    size = torch.empty((), dtype=dtype).element_size() if dtype is not None else t.element_size()
-    return t.numel() * size
-
-
-def module_bytes(obj: nn.Module | Iterable[torch.Tensor], dtype: torch.dtype | None = None,
-                 include_buffers: bool = True) -> int:
-    """Bytes of a module's parameters (and buffers), or of an iterable of tensors.
-
-    Shared tensors are counted once. ``dtype`` counts every tensor at that dtype's element size
-    (e.g. what an fp16 copy would weigh).
-    """
-    if isinstance(obj, nn.Module):
-        tensors = list(obj.parameters())
-        if include_buffers:
-            tensors += list(obj.buffers())
-    elif isinstance(obj, torch.Tensor):
-        tensors = [obj]
-    else:
-        tensors = list(obj)
-    seen: set[int] = set()
-    total = 0
-    for t in tensors:
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(f"module_bytes expects tensors, got {type(t).__name__}")
-        if id(t) in seen:
-            continue
-        seen.add(id(t))
-        total += tensor_bytes(t, dtype)
-    return total
 
 
 class StorageLedger:
@@ -135,3 +105,45 @@ class StorageLedger:
     def __repr__(self) -> str:
         return (f"StorageLedger({len(self)} domains, final {self.final_total_mb():.3f} MB: "
                 f"{self.final()})")
+
+
+# ------------------------------------------------------------------------------- kept samples
+#: how a kept training item is stored: the image (uint8, 3 x S x S), the mask packed at one bit per
+#: pixel, the point prompts (float32 x, y, label per point)
+SAMPLE_PARTS = ("images", "masks", "prompts")
+
+
+def sample_bytes(prefix: str, n: int, image_size: int, points: int) -> Dict[str, int]:
+    """Bytes of ``n`` kept items at ``image_size``, per part: ``{prefix}_images`` etc."""
+    s = int(image_size)
+    sizes = (3 * s * s, (s * s + 7) // 8, int(points) * 3 * 4)
+    return {f"{prefix}_{part}": int(n) * size for part, size in zip(SAMPLE_PARTS, sizes)}
+
+
+def encode_samples(items: Sequence[Mapping]) -> Dict[str, torch.Tensor]:
+    """The stored form of dataset items (``image`` uint8 (3,S,S), ``mask`` (S,S) in {0,1},
+    ``points`` (K,2), ``point_labels`` (K,)): {part: tensor}, ``sample_bytes`` bytes exactly."""
+    images = torch.stack([item["image"].to(torch.uint8) for item in items])
+    bits = np.stack([item["mask"].numpy().reshape(-1) >= 0.5 for item in items])
+    masks = torch.from_numpy(np.packbits(bits, axis=1))
+    prompts = torch.stack([torch.cat([item["points"].float(), item["point_labels"].float()[:, None]], 1)
+                           for item in items])
+    return {"images": images.contiguous(), "masks": masks.contiguous(), "prompts": prompts.contiguous()}
+
+
+@dataclass
+class KeptSamples:
+    """Training items a method keeps (a replay buffer, joint training's data): the item indices of
+    each trained domain's train split, the point prompts per item, and whether a saved model holds
+    copies of them (``by_reference``: it lists the indices only, for data too large to copy into
+    every saved domain; storage counts them all the same)."""
+
+    indices: Dict[int, List[int]]   # trained domain index -> item indices in its train split
+    points: int                     # point prompts per item
+    by_reference: bool = False
+
+    def count(self) -> int:
+        return sum(len(v) for v in self.indices.values())
+
+    def nbytes(self, prefix: str, image_size: int) -> Dict[str, int]:
+        return sample_bytes(prefix, self.count(), image_size, self.points)

@@ -46,6 +46,9 @@ class RunConfig:
     csv_log: Optional[str] = None      # a folder for CSV logs of losses and R rows
     log_samples: bool = False          # per-image scores of every row, as CSV beside the record
     save_masks: int = 0                # predicted masks of the first N test images per domain
+    #: each method's trained state after each domain into <output>/models/ (saved_models.py);
+    #: auto = for the real backbones, not for the built-in benchmark's sam_small
+    save_models: Union[str, bool] = "auto"
     source: str = "<defaults>"
     #: the dotted keys given on the command line (--set and the named options), for provenance
     overridden: List[str] = field(default_factory=list, metadata={"internal": True})
@@ -121,5 +124,7 @@ def _validate(cfg: RunConfig, source: str) -> None:
          f"must name a protocol ({', '.join(available_protocols())}), got {cfg.protocol!r}")
     need(cfg.tensorboard is None or (isinstance(cfg.tensorboard, str) and cfg.tensorboard),
          "tensorboard", "must be a folder path or null")
+    need(cfg.save_models == "auto" or isinstance(cfg.save_models, bool), "save_models",
+         f"must be auto, true or false, got {cfg.save_models!r}")
     if cfg.checkpoint is not None and str(cfg.checkpoint).lower() == "none":
         cfg.checkpoint = None

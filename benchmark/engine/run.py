@@ -22,7 +22,7 @@ import numpy as np
 from benchmark.core import distributed
 from benchmark.core.registry import list_methods, load_module
 from benchmark.core.storage import StorageLedger
-from benchmark.engine import parallel, resume
+from benchmark.engine import parallel, resume, saved_models
 from benchmark.engine.config import RunConfig
 from benchmark.engine.context import RunContext, prepare, seed_everything
 from benchmark.engine.evaluator import evaluate_sharded, stack_rows
@@ -139,8 +139,13 @@ class Run:
             self._notify("on_losses", self, *pending)
 
     def checkpoint(self, done: int) -> None:
-        """Save the state after ``done`` domains (not after the last: the record follows)."""
-        if done >= self.stream.trained or not distributed.is_main():
+        """Save the trained model after ``done`` domains when ``save_models`` is on
+        (saved_models.py), and the state to resume from (not after the last: the record follows)."""
+        if not distributed.is_main():
+            return
+        if saved_models.enabled(self.cfg):
+            saved_models.save_model(self, done)
+        if done >= self.stream.trained:
             return
         resume.save_state(self.state_dir, {
             "run_id": self.run_id, "domain": done, "rows": self.rows,

@@ -15,7 +15,6 @@ from typing import Dict, List, Sequence
 import torch
 from torch import Tensor, nn
 
-from benchmark.core.storage import module_bytes
 from methods.template import SAMStrategy
 
 TARGETS = ("qkv", "proj")
@@ -145,8 +144,3 @@ class LoRAStrategy(SAMStrategy):
             self.parts["lora"][key.replace(".", "_")] = nn.ModuleDict(
                 {"lora_A": layer.lora_A, "lora_B": layer.lora_B})
         activate(self.layers, self.adapters, trainable or [adapter])  # peft puts it on the base's device
-
-    def adapter_bytes(self, adapters: Sequence[str]) -> int:
-        """fp32 bytes of the A/B factors of ``adapters``."""
-        return module_bytes([t for a in adapters for t in adapter_tensors(self.layers, a)],
-                            dtype=torch.float32)

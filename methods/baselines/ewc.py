@@ -51,6 +51,8 @@ class EWC(LoRA):
         "ewc_mode": "separate",   # separate (one penalty per past domain) | online
         "ewc_decay": 1.0,          # online mode only: importance decay factor
     }
+    storage_components = LoRA.storage_components + (
+        ("method.importances.*", "ewc_importances"), ("method.saved_params.*", "ewc_old_parameters"))
 
     def make_plugins(self) -> list:
         mode = self.hp["ewc_mode"]
@@ -88,8 +90,3 @@ class EWC(LoRA):
     def extra_record(self) -> Dict:
         return {"ewc_weighted_penalty_mean": self.ewc.mean_penalties(self.clock.train_exp_counter)}
 
-    def storage(self) -> Dict[str, int]:
-        out = super().storage()
-        out["ewc_importances"] = reg.nbytes(v for d in self.ewc.importances.values() for v in d.values())
-        out["ewc_old_parameters"] = reg.nbytes(v for d in self.ewc.saved_params.values() for v in d.values())
-        return out

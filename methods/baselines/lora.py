@@ -3,8 +3,6 @@
 One adapter (default rank 10 on ``attn.qkv`` of blocks 7-11, as the RegCL comparison), the rest of
 SAM frozen (decoder included); it starts from the block-6 feature cache. Stores the A/B factors.
 """
-from typing import Dict
-
 from methods.baselines._lora_common import LoRAStrategy
 from benchmark.core.registry import register_method
 
@@ -13,9 +11,9 @@ from benchmark.core.registry import register_method
 class LoRA(LoRAStrategy):
     """Sequential LoRA on encoder attention (one adapter for all domains)."""
 
+    storage_components = (("parts.lora.*", "lora"),)
+
     def build(self) -> None:
         super().build()
         self.add_adapter("default")
 
-    def storage(self) -> Dict[str, int]:
-        return {"lora": self.adapter_bytes(self.adapters)}

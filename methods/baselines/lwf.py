@@ -94,6 +94,7 @@ class LwF(LoRA):
     """Learning without Forgetting: distillation of the previous model's mask logits."""
 
     defaults = {"lwf_alpha": 1.0, "lwf_temperature": 2.0}
+    storage_components = LoRA.storage_components + (("method.teacher.*", "teacher_copy"),)
 
     def make_plugins(self) -> list:
         t = float(self.hp["lwf_temperature"])
@@ -120,8 +121,3 @@ class LwF(LoRA):
         return {"lwf_weighted_distillation_mean": [sum(logs[t]) / len(logs[t]) if logs[t] else 0.0
                                                    for t in range(self.clock.train_exp_counter)]}
 
-    def storage(self) -> Dict[str, int]:
-        out = super().storage()
-        teacher = self.lwf.lwf.prev_model or {}
-        out["teacher_copy"] = sum(t.numel() * t.element_size() for t in teacher.values())
-        return out

@@ -26,7 +26,6 @@ import torch
 from torch import Tensor, nn
 
 from benchmark.core.registry import register_method
-from benchmark.core.storage import module_bytes
 from methods.baselines._lora_common import LoRAStrategy
 from methods.samcl.augmodule import ModuleSet, config_for_backbone
 
@@ -157,10 +156,16 @@ class MergeMean(LoRAStrategy):
 
     def storage(self) -> Dict[str, int]:
         """The merged adapter plus each kept piece of merge state (fp32 bytes)."""
-        out = {"merged_adapter": module_bytes(self.live().values(), dtype=torch.float32)}
+        out = {"merged_adapter": _fp32_bytes(self.live().values())}
         for name, tensors in self.kept.items():
-            out[f"kept_{name}"] = module_bytes(tensors.values(), dtype=torch.float32)
+            out[f"kept_{name}"] = _fp32_bytes(tensors.values())
+        for prefix, kept in self.kept_samples().items():  # replay_merge's buffer
+            out.update(kept.nbytes(prefix, int(self.backbone.image_size)))
         return out
 
     def extra_record(self) -> Dict[str, Any]:
         return {"merged_domains": self.count}
+
+
+def _fp32_bytes(tensors) -> int:
+    return sum(4 * t.numel() for t in tensors)

@@ -14,7 +14,6 @@ from typing import Any, Dict, List
 import torch
 from torch import Tensor
 
-from benchmark.core.storage import module_bytes
 from methods.baselines._lora_common import LoRAStrategy, add_to_base, dense_deltas
 from benchmark.core.registry import register_method
 
@@ -24,6 +23,8 @@ class MergeTA(LoRAStrategy):
     """Per-domain LoRA deltas merged by task arithmetic into one dense delta (constant storage)."""
 
     defaults = {"lam": "mean"}  # "mean" (1/t) or a number: merged = lam * sum of task vectors
+    #: only the merged delta is kept; the reset LoRA (B = 0) is bookkeeping of the next domain
+    storage_components = (("method.merged.*", "merged_delta"),)
 
     def build(self) -> None:
         super().build()
@@ -65,9 +66,6 @@ class MergeTA(LoRAStrategy):
         self.merged = {k: v.to(self.device) for k, v in state.get("merged", {}).items()}
         self.lams = [float(v) for v in state.get("lams", [])]
         add_to_base(self.layers, self.merged)
-
-    def storage(self) -> Dict[str, int]:
-        return {"merged_delta": module_bytes(self.merged.values(), dtype=torch.float32)}
 
     def extra_record(self) -> Dict[str, Any]:
         return {"merge_lam": list(self.lams)}

@@ -12,7 +12,6 @@ from typing import Any, Dict, List, Tuple
 import torch
 from torch import Tensor
 
-from benchmark.core.storage import module_bytes
 from methods.baselines._lora_common import ties_merge
 from methods.baselines.merge_ta import MergeTA
 from benchmark.core.registry import register_method
@@ -23,6 +22,7 @@ class MergeTIES(MergeTA):
     """Per-domain LoRA deltas TIES-merged into one dense delta after each domain."""
 
     defaults = {"lam": 1.0, "density": 0.2}  # TIES: scale of the merged vector, fraction kept
+    storage_components = MergeTA.storage_components + (("method.factors.*", "task_loras"),)
 
     def build(self) -> None:
         super().build()
@@ -53,6 +53,3 @@ class MergeTIES(MergeTA):
         self.factors = [{k: (a.to(self.device), b.to(self.device), float(s)) for k, (a, b, s) in f.items()}
                         for f in state.get("factors", [])]
 
-    def storage(self) -> Dict[str, int]:
-        kept = [t for f in self.factors for a, b, _ in f.values() for t in (a, b)]
-        return {**super().storage(), "task_loras": module_bytes(kept, dtype=torch.float32)}

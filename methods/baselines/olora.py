@@ -19,6 +19,7 @@ class OLoRA(LoRAStrategy):
     """O-LoRA: one LoRA per domain with an orthogonality penalty, all summed at test time."""
 
     defaults = {"lambda_orth": 0.5, "lambda_l2": 0.0}
+    storage_components = (("parts.lora.*", "lora_adapters"),)  # every domain's adapter
 
     def before_domain(self, experience) -> None:
         self.add_adapter(f"d{self.domain_index}")
@@ -47,9 +48,6 @@ class OLoRA(LoRAStrategy):
         for name in state.get("adapters", []):
             if name not in self.adapters:
                 self.add_adapter(name)
-
-    def storage(self) -> Dict[str, int]:
-        return {"lora_adapters": self.adapter_bytes(self.adapters)}
 
     def extra_record(self) -> Dict[str, Any]:
         return {"adapters": list(self.adapters)}

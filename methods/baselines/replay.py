@@ -4,9 +4,11 @@ A buffer keeps ``buffer_per_domain`` randomly chosen training images (with masks
 every past domain (10 as in MoDA / CoSAM); on later domains each mini-batch of new data is joined by
 ``replay_batch_size`` buffered items (Avalanche's ``ReplayPlugin`` and ``ReplayDataLoader``, which
 work unchanged with the dict batches and ``collate_samples``). The trained parameters are those of
-``lora`` (rank-10 LoRA on blocks 7-11, tap ``block6``). Storage counts what a deployed ER keeps: the images (uint8, 3 x S x S), the
-masks packed at one bit per pixel and the point prompts (float32 x, y, label) - not the cached
-features the benchmark happens to read for the buffered items.
+``lora`` (rank-10 LoRA on blocks 7-11, tap ``block6``). Storage counts what a deployed ER keeps
+(``kept_samples``, encoded as ``benchmark.core.storage.encode_samples``): the images (uint8,
+3 x S x S), the masks packed at one bit per pixel and the point prompts (float32 x, y, label) - not
+the cached features the benchmark happens to read for the buffered items. A saved model holds
+these copies.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import torch
 from avalanche.training.plugins import ReplayPlugin
 from avalanche.training.storage_policy import ExemplarsBuffer
 
+from benchmark.core.storage import KeptSamples
 from methods.baselines.lora import LoRA
 from benchmark.core.registry import register_method
 
@@ -50,14 +53,10 @@ class SeededDomainBuffer(ExemplarsBuffer):
     def resize(self, strategy, new_size: int):
         raise NotImplementedError("the replay buffer has a fixed size per domain")
 
-    def storage(self, image_size: int) -> Dict[str, int]:
-        """What a deployed buffer keeps at image size S: uint8 RGB images, masks packed at one bit
-        per pixel, K point prompts as float32 (x, y, label)."""
-        n = sum(len(i) for i in self.indices)
-        k = int(self.groups[0][0]["points"].shape[0]) if n else 0
-        s = image_size
-        return {"buffer_images": n * 3 * s * s, "buffer_masks": n * ((s * s + 7) // 8),
-                "buffer_prompts": n * k * 3 * 4}
+    def kept(self) -> KeptSamples:
+        """The buffer as kept training items (storage counts them at their stored encoding)."""
+        points = int(self.groups[0][0]["points"].shape[0]) if self.groups else 0
+        return KeptSamples({t: list(idx) for t, idx in enumerate(self.indices)}, points)
 
 
 @register_method("replay")
@@ -77,8 +76,8 @@ class Replay(LoRA):
     def buffer_items(self) -> int:
         return sum(len(i) for i in self.buffer.indices)
 
-    def storage(self) -> Dict[str, int]:
-        return {**super().storage(), **self.buffer.storage(int(self.backbone.image_size))}
+    def kept_samples(self) -> Dict[str, KeptSamples]:
+        return {"buffer": self.buffer.kept()}
 
     def method_state(self) -> Dict[str, Any]:
         return {"buffer_indices": [list(i) for i in self.buffer.indices]}

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, Sequence
 
+from benchmark.core.storage import KeptSamples
 from torch import Tensor
 
 from benchmark.core.registry import register_method
@@ -89,8 +90,8 @@ class ReplayMerge(RegCL):
         for experience, idx in zip(finished_experiences, self.buffer.indices):
             self.buffer.add_group(experience.dataset, idx)
 
-    def storage(self) -> Dict[str, int]:
-        return {**super().storage(), **self.buffer.storage(int(self.backbone.image_size))}
+    def kept_samples(self) -> Dict[str, KeptSamples]:
+        return {"buffer": self.buffer.kept()}
 
     def extra_record(self) -> Dict[str, Any]:
         return {**super().extra_record(), "buffer_indices": [list(i) for i in self.buffer.indices]}

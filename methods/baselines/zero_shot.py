@@ -9,3 +9,4 @@ class ZeroShot(SAMStrategy):
 
     tap = "neck"
     defaults = {"epochs": 0}
+    storage_components = ()  # keeps nothing

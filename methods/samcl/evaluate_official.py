@@ -1,6 +1,6 @@
-"""Evaluate a released (or saved) SAMCL module set on a folder-format dataset, as the reference's
-test.py does: per image, tap the last untouched block, let the selector pick, run that module
-(vanilla SAM for classes without one), score at the image size.
+"""Evaluate a released (or exported: export_official.py) SAMCL module set on a folder-format
+dataset, as the reference's test.py does: per image, tap the last untouched block, let the
+selector pick, run that module (vanilla SAM for classes without one), score at the image size.
 
     python -m methods.samcl.evaluate_official --released ../shared/fixtures/samcl_official/SAM1 \\
         --checkpoint checkpoint/sam_vit_b_01ec64.pth --data /data/Kvasir --split test
@@ -53,6 +53,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="Evaluate a released SAMCL module set on a folder dataset.")
     ap.add_argument("--released", required=True, help="folder with <domain>.pth and Module_Selector.pth (SAM1 or SAM2)")
     ap.add_argument("--checkpoint", required=True, help="the official SAM / SAM2.1 weights file")
+    ap.add_argument("--backbone", default=None,
+                    help="default: an export's (export.json), else sam_vit_b / sam2.1_hiera_t by the modules' shape")
     ap.add_argument("--data", required=True, help="dataset root (<root>/<split>/images, masks, masks/points.json)")
     ap.add_argument("--split", default="test")
     ap.add_argument("--force", default=None, help="route every image to this class (e.g. Kvasir) instead of the selector")
@@ -61,13 +63,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = ap.parse_args(argv)
 
     from benchmark.backbones import build_backbone
-    from methods.samcl.official import load_official_set
+    from methods.samcl.official import load_official_set, read_export_info
     from scenarios.folder import FolderSegmentationDataset
 
     module_set, selector, classes = load_official_set(args.released)
-    sam2 = module_set.config.neck_dims is None
-    backbone = build_backbone("sam2.1_hiera_t" if sam2 else "sam_vit_b", checkpoint=args.checkpoint,
-                              device=args.device)
+    info = read_export_info(args.released) or {}
+    name = args.backbone or info.get("backbone") or (
+        "sam2.1_hiera_t" if module_set.config.neck_dims is None else "sam_vit_b")
+    backbone = build_backbone(name, checkpoint=args.checkpoint, device=args.device)
     if args.force is not None and args.force not in classes:
         raise SystemExit(f"--force: unknown class {args.force!r}; expected one of {classes}")
     dataset = FolderSegmentationDataset(Path(args.data), args.split, image_size=backbone.image_size,

@@ -50,6 +50,9 @@ class SAMCL(SAMStrategy):
         "general_join": "first",   # first | after_last (the reference: after the last domain)
     }
     choices = {"buffer_order": ("first", "shuffled"), "general_join": ("first", "after_last")}
+    #: the selector's confusion counts (``method.confusion``) are bookkeeping, not kept storage
+    storage_components = (("parts.module_set.*", "module_set"), ("parts.selector.*", "selector"),
+                          ("method.buffer.*", "buffer"))
 
     @classmethod
     def resolve_hparams(cls, overrides: Dict[str, Any]) -> Dict[str, Any]:
@@ -218,14 +221,6 @@ class SAMCL(SAMStrategy):
         self._confusion = {int(row): cm.clone() for row, cm in state.get("confusion", {}).items()}
 
     # ------------------------------------------------------------------ accounting
-    def storage(self) -> Dict[str, int]:
-        from benchmark.core.storage import module_bytes
-
-        out = {"module_set": module_bytes(self.module_set.aug) if len(self.module_set.aug) else 0,
-               "selector": module_bytes(self.selector),
-               "buffer": sum(self.buffer.nbytes().values())}
-        return out
-
     def extra_record(self) -> Dict[str, Any]:
         rec: Dict[str, Any] = {
             "routing": self.routing,

@@ -1,11 +1,12 @@
-"""Storage accounting (benchmark/core/storage.py): bytes of modules and tensors, the per-domain ledger."""
+"""Storage accounting (benchmark/core/storage.py): kept training items, the per-domain ledger. That
+a method's storage is the bytes it saves: engine/test_saved_models.py."""
 import json
 
+import numpy as np
 import pytest
 import torch
-from torch import nn
 
-from benchmark.core.storage import StorageLedger, module_bytes, tensor_bytes, to_mb
+from benchmark.core.storage import KeptSamples, StorageLedger, encode_samples, sample_bytes, to_mb
 
 
 def test_mb_is_mebibyte():
@@ -13,16 +14,18 @@ def test_mb_is_mebibyte():
     assert round(to_mb(61_304 * 4), 3) == 0.234      # the paper's AugModule size
 
 
-def test_module_and_tensor_bytes():
-    lin = nn.Linear(10, 5)                            # 55 fp32 parameters
-    assert module_bytes(lin) == 220
-    assert module_bytes(lin, dtype=torch.float16) == 110
-    assert module_bytes(nn.Sequential(lin, lin)) == 220      # shared parameters counted once
-    assert module_bytes(lin.parameters()) == 220
-    bn = nn.BatchNorm1d(4)  # weight, bias (fp32) + running mean/var (fp32) + int64 counter
-    assert module_bytes(bn) == 8 * 4 + 8 * 4 + 8
-    assert module_bytes(bn, include_buffers=False) == 32
-    assert tensor_bytes(torch.zeros(3, 4, dtype=torch.uint8)) == 12
+def test_kept_items_are_stored_at_the_bytes_counted():
+    """Images uint8 (3 x 10 x 10), masks one bit per pixel (100 bits -> 13 bytes), points float32 x, y, label."""
+    items = [{"image": torch.full((3, 10, 10), i, dtype=torch.uint8), "mask": torch.eye(10),
+              "points": torch.tensor([[1.0, 2.0], [3.0, 4.0]]), "point_labels": torch.ones(2)}
+             for i in range(3)]
+    parts = encode_samples(items)
+    counted = KeptSamples({0: [0, 1], 1: [5]}, points=2).nbytes("buffer", 10)
+    assert counted == sample_bytes("buffer", 3, 10, 2) == {
+        "buffer_images": 900, "buffer_masks": 39, "buffer_prompts": 72}
+    assert {f"buffer_{k}": v.numel() * v.element_size() for k, v in parts.items()} == counted
+    bits = np.unpackbits(parts["masks"][1].numpy())[:100].reshape(10, 10)
+    assert (bits == np.eye(10)).all() and parts["prompts"][0, 1].tolist() == [3.0, 4.0, 1.0]
 
 
 def test_ledger_views_and_round_trip():
