@@ -66,7 +66,8 @@ def tiny_run(tmp_path, tiny_cache) -> Callable[..., list]:
     ``tiny`` stream (polyp, shadow, lesion + evaluation-only natural; 4 training and 2 test images
     per domain), random weights, no progress bars. ``output`` defaults to ``tmp_path/results``;
     ``domains`` picks trained domains; ``epochs`` / ``batch_size`` None keep the methods' own;
-    ``report`` keeps the leaderboard print-out. Append more options (``--set``, ``--seeds``,
+    ``report`` keeps the leaderboard print-out; runs go one after another in this process
+    (``--jobs 1``: tests may patch the process). Append more options (``--set``, ``--seeds``,
     ``--device``) to the list: a later ``--set`` of a key wins."""
 
     def args(methods: str, output: Optional[Path] = None, *, domains: Optional[Sequence[str]] = None,
@@ -76,7 +77,7 @@ def tiny_run(tmp_path, tiny_cache) -> Callable[..., list]:
                "--output", str(tmp_path / "results" if output is None else output),
                "--set", f"cache_dir={tiny_cache}/features",
                "--set", f"stream_overrides.synthetic.cache_dir={tiny_cache}/synthetic",
-               "--no-progress"]
+               "--no-progress", "--jobs", "1"]
         if domains is not None:
             out += ["--set", f"stream_overrides.domains=[{','.join(domains)}]"]
         if epochs is not None:

@@ -39,7 +39,7 @@ class RunConfig:
     deterministic: bool = False        # torch.use_deterministic_algorithms (GPU: see docs/scaling.md)
     precision: str = "fp32"            # fp32 | bf16 (autocast; GPU, or a CPU with native bf16)
     channels_last: bool = False        # channels-last tensors (a GPU speed option)
-    threads: Optional[int] = 2         # torch intra-op threads (CPU sums depend on it); null: torch's own
+    threads: Optional[int] = 1         # torch intra-op threads per run (CPU sums depend on it); null: torch's own
     attention: str = "auto"            # auto | official | sdpa: the SAM ViT attention path
     tensorboard: Optional[str] = None  # a folder for TensorBoard scalars (needs `tensorboard`)
     wandb: Optional[str] = None        # a Weights & Biases project for losses and R rows

@@ -18,7 +18,7 @@ def logged(tmp_path_factory, tiny_cache):
             "none", "--output", str(tmp / "results"), "--set", f"cache_dir={tiny_cache}/features",
             "--set", f"stream_overrides.synthetic.cache_dir={tiny_cache}/synthetic",
             "--set", "stream_overrides.domains=[polyp,{name: shadow, metrics: [ber]}]",
-            "--set", "hparams.epochs=2", "--no-progress", "--no-report",
+            "--set", "hparams.epochs=2", "--no-progress", "--no-report", "--jobs", "1",
             "--log-samples", "--save-masks", "1", "--csv-log", str(tmp / "csv")]
     assert main(args) == 0
     records = {}
