@@ -62,11 +62,8 @@ def _cpu(t: torch.Tensor) -> torch.Tensor:
 
 
 def _fingerprint(run) -> Any:
-    for owner in (run, getattr(run, "resolved", None)):
-        value = getattr(owner, "fingerprint", None)
-        if value is not None:
-            return value
-    return None
+    """The run's fingerprint (``engine/fingerprint.py``), as its record carries it."""
+    return run.identity.fingerprint
 
 
 def _samples(run) -> Tuple[Dict[str, torch.Tensor], Dict[str, Any], Dict[str, int]]:
