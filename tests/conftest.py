@@ -8,7 +8,8 @@
   only saves rebuilding: every run still writes its records and resume state under its own output.
 - ``tiny_run``: the argument list of a quick ``run`` on the built-in ``tiny`` stream.
 - ``tiny_grid``: a writer of grid files of zero_shot runs on the tiny stream.
-- ``saved_models_run``: one tiny run with ``--save-models`` (records and saved models), per session.
+- ``saved_models_run`` / ``saved_baselines_run``: one tiny run with ``--save-models`` (records and
+  saved models) of a few methods / of the baselines with merge state, importances or memories, per session.
 - ``comparable``: a record without what legitimately differs between two runs of one command.
 - ``tiny_domain``: a writer of small folder-format domains (random images with a bright square).
 """
@@ -93,24 +94,39 @@ def tiny_run(tmp_path, tiny_cache) -> Callable[..., list]:
 
 #: the methods of ``saved_models_run``
 SAVED_METHODS = ("lora", "samcl", "finetune_decoder", "replay", "joint")
+#: the methods of ``saved_baselines_run``: those whose state holds merge state, importances or
+#: memories of items (cached features, masks, prompts, logits)
+SAVED_BASELINES = ("merge_mean", "regcl", "magmax", "dop", "replay_merge", "si", "mas", "gem", "agem", "der")
+
+
+def _saved_run(tmp_path_factory, tiny_cache, methods: Sequence[str], *sets: str) -> Path:
+    """The output folder of one ``run --save-models`` of ``methods`` on two trained
+    domains of the tiny stream (+ the evaluation-only natural), random weights, one epoch."""
+    from benchmark.cli import main
+
+    out = tmp_path_factory.mktemp("saved_models") / "results"
+    args = ["run", "--stream", "tiny", "--methods", ",".join(methods), "--checkpoint", "none",
+            "--output", str(out), "--set", f"cache_dir={tiny_cache}/features",
+            "--set", f"stream_overrides.synthetic.cache_dir={tiny_cache}/synthetic",
+            "--set", "stream_overrides.domains=[polyp,shadow]", "--set", "hparams.epochs=1",
+            "--set", "hparams.batch_size=2", "--save-models", "--no-progress", "--no-report"]
+    for item in sets:
+        args += ["--set", item]
+    assert main(args) == 0
+    return out
 
 
 @pytest.fixture(scope="session")
 def saved_models_run(tmp_path_factory, tiny_cache) -> Path:
-    """The output folder of one ``run --save-models`` of lora, samcl, finetune_decoder, replay and
-    joint on two trained domains of the tiny stream (+ the evaluation-only natural), random weights,
-    one epoch: a record per method and ``models/<run id>/domain_{1,2}/``."""
-    from benchmark.cli import main
+    """``_saved_run`` of lora, samcl, finetune_decoder, replay and joint: a record per method and
+    ``models/<run id>/domain_{1,2}/``."""
+    return _saved_run(tmp_path_factory, tiny_cache, SAVED_METHODS, "method_hparams.samcl.selector_epochs=3")
 
-    out = tmp_path_factory.mktemp("saved_models") / "results"
-    args = ["run", "--stream", "tiny", "--methods", ",".join(SAVED_METHODS), "--checkpoint", "none",
-            "--output", str(out), "--set", f"cache_dir={tiny_cache}/features",
-            "--set", f"stream_overrides.synthetic.cache_dir={tiny_cache}/synthetic",
-            "--set", "stream_overrides.domains=[polyp,shadow]", "--set", "hparams.epochs=1",
-            "--set", "hparams.batch_size=2", "--set", "method_hparams.samcl.selector_epochs=3",
-            "--save-models", "--no-progress", "--no-report"]
-    assert main(args) == 0
-    return out
+
+@pytest.fixture(scope="session")
+def saved_baselines_run(tmp_path_factory, tiny_cache) -> Path:
+    """``_saved_run`` of the ``SAVED_BASELINES`` (dop with 5 optimisation steps per weight)."""
+    return _saved_run(tmp_path_factory, tiny_cache, SAVED_BASELINES, "method_hparams.dop.dop_num_steps=5")
 
 
 @pytest.fixture

@@ -124,11 +124,28 @@ def encode_samples(items: Sequence[Mapping]) -> Dict[str, torch.Tensor]:
     """The stored form of dataset items (``image`` uint8 (3,S,S), ``mask`` (S,S) in {0,1},
     ``points`` (K,2), ``point_labels`` (K,)): {part: tensor}, ``sample_bytes`` bytes exactly."""
     images = torch.stack([item["image"].to(torch.uint8) for item in items])
-    bits = np.stack([item["mask"].numpy().reshape(-1) >= 0.5 for item in items])
-    masks = torch.from_numpy(np.packbits(bits, axis=1))
-    prompts = torch.stack([torch.cat([item["points"].float(), item["point_labels"].float()[:, None]], 1)
-                           for item in items])
-    return {"images": images.contiguous(), "masks": masks.contiguous(), "prompts": prompts.contiguous()}
+    masks = pack_masks(torch.stack([item["mask"] for item in items]))
+    prompts = pack_prompts(torch.stack([item["points"] for item in items]),
+                           torch.stack([item["point_labels"] for item in items]))
+    return {"images": images.contiguous(), "masks": masks, "prompts": prompts}
+
+
+def pack_masks(masks: torch.Tensor) -> torch.Tensor:
+    """Masks (N, ...) in {0,1} at one bit per pixel: uint8 (N, ceil(pixels / 8)), on the CPU."""
+    bits = masks.detach().cpu().reshape(len(masks), -1).numpy() >= 0.5
+    return torch.from_numpy(np.packbits(bits, axis=1)).contiguous()
+
+
+def unpack_masks(packed: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+    """``pack_masks``'s inverse: float32 masks (N, *shape)."""
+    pixels = int(np.prod(shape))
+    bits = np.unpackbits(packed.cpu().numpy(), axis=1)[:, :pixels]
+    return torch.from_numpy(bits.astype(np.float32)).reshape(len(packed), *shape)
+
+
+def pack_prompts(points: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Point prompts (N, K, 2) and their labels (N, K) as float32 (x, y, label): (N, K, 3)."""
+    return torch.cat([points.float(), labels.float()[..., None]], -1).contiguous()
 
 
 @dataclass

@@ -12,7 +12,7 @@ the folder ``<output>/models/<run id>/domain_<t>/``:
   ``buffer_prompts/<domain>`` float32 (x, y, label) points). The bytes per component are exactly
   the run record's storage entry for that domain.
 - ``state.safetensors``: the rest of the state's tensors (bookkeeping that is not kept storage,
-  e.g. SAMCL's selector confusion counts, the merge methods' reset LoRA).
+  e.g. SAMCL's selector confusion counts, the random generators' states of a-gem and der).
 - ``model.json``: what it is (method, resolved hyper-parameters, domain index and name, stream,
   backbone, run id, seed, the record's fingerprint when the run has one, the run config), the
   R row the run scored with this state, bytes per component, kept items (indices; ``joint``'s data

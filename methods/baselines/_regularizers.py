@@ -17,6 +17,7 @@ from avalanche.training.utils import ParamData
 from torch import Tensor
 from torch.utils.data import DataLoader
 
+from benchmark.core.storage import pack_masks, pack_prompts, unpack_masks
 from methods.baselines.replay import SeededDomainBuffer
 from scenarios.stream import collate_samples, to_device
 
@@ -125,24 +126,28 @@ def param_datas(tensors: Dict[str, Tensor], prefix: str, device) -> Dict[str, Pa
     return {n: ParamData(f"{prefix}{n}", init_tensor=v.to(device)) for n, v in tensors.items()}
 
 
-def nbytes(tensors) -> int:
-    """Bytes of the tensors (ParamData allowed) in an iterable."""
-    return sum(t.data.numel() * t.data.element_size() for t in tensors)
+#: storage components of an episodic memory in ``method_state()["memory"]`` (``FeatureMemory.stored``)
+MEMORY_COMPONENTS = tuple((f"method.memory.*.{part}*", f"memory_{part}") for part in ("inputs", "masks", "prompts"))
 
 
-def item_bytes(batch: Dict[str, Any], extra: Optional[Dict[str, Tensor]] = None) -> Dict[str, int]:
-    """Bytes a deployed method keeps for a collated batch of buffered items, by component: what the
-    model starts from (cached ``features`` at its tap as stored, or the uint8 ``image``), masks at
-    one bit per pixel, point prompts as float32 (x, y, label), plus ``extra`` tensors (e.g. logits)."""
-    x = batch.get("features", batch.get("image"))
-    tensors = list(x.values()) if isinstance(x, dict) else [x]
-    masks = batch["mask"]
-    n = len(masks)
-    out = {"inputs": nbytes(tensors), "masks": n * ((masks[0].numel() + 7) // 8),
-           "prompts": n * int(batch["points"].shape[1]) * 3 * 4}
-    for name, t in (extra or {}).items():
-        out[name] = nbytes([t])
-    return out
+def stored_items(batch: Dict[str, Any], extra: Optional[Dict[str, Tensor]] = None) -> Dict[str, Any]:
+    """What a deployed method keeps of a collated batch of buffered items: what the model starts
+    from (``inputs``: the cached ``features`` at its tap as stored, or the uint8 ``image``), the masks
+    at one bit per pixel, the point prompts as float32 (x, y, label), plus ``extra`` tensors
+    (e.g. logits); ``loaded_items`` reads it back."""
+    inputs = batch["features"] if "features" in batch else batch["image"]
+    return {"inputs": inputs, "masks": pack_masks(batch["mask"]),
+            "prompts": pack_prompts(batch["points"], batch["point_labels"]), **(extra or {})}
+
+
+def loaded_items(stored: Dict[str, Any], mask_shape: List[int]) -> Dict[str, Any]:
+    """The collated batch ``stored_items`` stored (masks of ``mask_shape``), extras included."""
+    inputs, prompts = stored["inputs"], stored["prompts"]
+    batch = {"features" if isinstance(inputs, dict) else "image": inputs,
+             "mask": unpack_masks(stored["masks"], mask_shape).to(prompts.device),
+             "points": prompts[..., :2].contiguous(), "point_labels": prompts[..., 2].contiguous()}
+    batch.update({k: v for k, v in stored.items() if k not in ("inputs", "masks", "prompts")})
+    return batch
 
 
 class FeatureMemory(SeededDomainBuffer):
@@ -170,12 +175,9 @@ class FeatureMemory(SeededDomainBuffer):
         picks = [torch.randperm(len(b["mask"]), generator=generator)[:share] for b in self.batches]
         return concat_batches([select(b, p.to(b["mask"].device)) for b, p in zip(self.batches, picks)])
 
-    def storage(self) -> Dict[str, int]:
-        out: Dict[str, int] = defaultdict(int)
-        for batch in self.batches:
-            for key, value in item_bytes(batch).items():
-                out[f"memory_{key}"] += value
-        return dict(out)
+    def stored(self) -> List[Dict[str, Any]]:
+        """Each finished domain's items as a deployed method keeps them (``stored_items``)."""
+        return [stored_items(batch) for batch in self.batches]
 
 
 def select(batch: Any, index: Tensor) -> Any:
@@ -226,11 +228,13 @@ class MemoryProjection:
 
 class MemoryMethod:
     """Mixin of the gem / agem strategies around ``self.projector`` (a ``MemoryProjection`` plugin):
-    resume hooks (the memory's indices, re-taken on resume, and the projection log), the record's
-    ``<method>_projected_fraction`` per domain and the memory's storage."""
+    the state (the memory's indices, its items as kept: ``MEMORY_COMPONENTS`` of the storage, and
+    the projection log), the record's ``<method>_projected_fraction`` per domain. On resume the
+    memory's items are re-taken from the finished domains' datasets by their indices."""
 
     def method_state(self) -> Dict[str, Any]:
         return {"memory_indices": [list(i) for i in self.projector.memory.indices],
+                "memory": self.projector.memory.stored(),
                 "projected": {t: list(v) for t, v in self.projector.projected.items()}}
 
     def load_method_state(self, state: Dict[str, Any]) -> None:
@@ -247,6 +251,3 @@ class MemoryMethod:
         log = self.projector.projected
         return {f"{self.method_name}_projected_fraction": [sum(log[t]) / max(len(log[t]), 1)
                                                            for t in range(self.clock.train_exp_counter)]}
-
-    def storage(self) -> Dict[str, int]:
-        return {**super().storage(), **self.projector.memory.storage()}

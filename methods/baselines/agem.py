@@ -53,6 +53,8 @@ class SAMAGEMPlugin(reg.MemoryProjection, AGEMPlugin):
 class AGEM(reg.MemoryMethod, LoRA):
     """Averaged GEM (Chaudhry et al. 2019) on the same LoRA as lora."""
 
+    storage_components = LoRA.storage_components + reg.MEMORY_COMPONENTS
+
     defaults = {
         "agem_patterns": 10,      # items per past domain (as replay's buffer)
         # A-GEM's reference batch equals its training batch in the paper; half of ours (8) keeps

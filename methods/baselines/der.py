@@ -103,6 +103,9 @@ class DERPlusPlusPlugin(SupervisedPlugin):
 class DERPlusPlus(LoRA):
     """DER++ (Buzzega et al. 2020): reservoir replay of items with their logits, on the LoRA of lora."""
 
+    storage_components = LoRA.storage_components + tuple(
+        (f"method.items.{part}*", f"buffer_{part}") for part in ("inputs", "masks", "prompts", "logits"))
+
     defaults = {
         # The paper's smallest buffer (200) exceeds the built-in stream's 120 training images; 50
         # keeps it a fraction of the stream, about replay's 10 per past domain.
@@ -124,9 +127,14 @@ class DERPlusPlus(LoRA):
         return [self.der]
 
     def method_state(self) -> Dict[str, Any]:
-        """The buffer's items and logits, how many items it has seen and its generator's state."""
-        buffer = self.der.buffer
-        return {"items": buffer.contents() if buffer.data is not None else None, "seen": buffer.seen,
+        """The buffer's items and logits as kept (``reg.stored_items``: the storage's ``buffer_*``
+        components), the masks' shape, how many items it has seen and its generator's state."""
+        buffer, items = self.der.buffer, None
+        if buffer.data is not None:
+            contents = buffer.contents()
+            items = reg.stored_items(contents, {"logits": contents["logits"]})
+        mask_shape = list(buffer.data["mask"].shape[1:]) if buffer.data is not None else None
+        return {"items": items, "mask_shape": mask_shape, "seen": buffer.seen,
                 "generator": buffer.generator.get_state()}
 
     def load_method_state(self, state: Dict[str, Any]) -> None:
@@ -136,16 +144,7 @@ class DERPlusPlus(LoRA):
             buffer.generator.set_state(state["generator"])
         items = state.get("items")
         if items is not None:
-            items = to_device(items, self.device)
+            items = to_device(reg.loaded_items(items, state["mask_shape"]), self.device)
             buffer.data = _empty_like(items, buffer.size)
             for i in range(buffer.filled):
                 _write(buffer.data, i, items, i)
-
-    def storage(self) -> Dict[str, int]:
-        out = super().storage()
-        buffer = self.der.buffer
-        if buffer.data is not None:
-            items = buffer.contents()
-            out.update({f"buffer_{k}": v for k, v in
-                        reg.item_bytes(items, {"logits": items["logits"]}).items()})
-        return out

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from benchmark.core.registry import register_method
 from methods.baselines._merging import DOP_DEFAULTS, dop_pair
-from methods.baselines.merge_mean import MergeMean
+from methods.baselines.merge_mean import MergeMean, merge_components
 
 
 @register_method("dop")
@@ -27,6 +27,7 @@ class DOP(MergeMean):
 
     defaults = {f"dop_{k}": v for k, v in DOP_DEFAULTS.items()}
     choices = {"dop_proj_space": ("u", "v", "uv")}
+    storage_components = merge_components("init", "last")
 
     def build(self) -> None:
         super().build()

@@ -44,6 +44,8 @@ class SAMGEMPlugin(reg.MemoryProjection, GEMPlugin):
 class GEM(reg.MemoryMethod, LoRA):
     """Gradient Episodic Memory (Lopez-Paz & Ranzato 2017) on the same LoRA as lora."""
 
+    storage_components = LoRA.storage_components + reg.MEMORY_COMPONENTS
+
     defaults = {
         # GEM keeps 256 items per task in the paper; the built-in stream has 24 training images per
         # domain and every step pays one extra forward and backward per past domain's memory, so

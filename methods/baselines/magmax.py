@@ -24,7 +24,7 @@ from torch import Tensor
 
 from benchmark.core.registry import register_method
 from methods.baselines._merging import MAGMAX_SCALE, max_abs_step, rnd_mix_step
-from methods.baselines.merge_mean import MergeMean
+from methods.baselines.merge_mean import MergeMean, merge_components
 
 
 @register_method("magmax")
@@ -33,6 +33,7 @@ class MagMax(MergeMean):
 
     defaults = {"variant": "max_abs", "scale": "variant"}
     choices = {"variant": tuple(MAGMAX_SCALE)}
+    storage_components = merge_components("init", "last", "merged_tv")
 
     def build(self) -> None:
         super().build()

@@ -51,6 +51,9 @@ class SAMMASPlugin(reg.PenaltyLog, MASPlugin):
 class MAS(LoRA):
     """Memory Aware Synapses (Aljundi et al. 2018) on the same LoRA as lora, via Avalanche's plugin."""
 
+    storage_components = LoRA.storage_components + (
+        ("method.importance.*", "mas_importances"), ("method.params.*", "mas_old_parameters"))
+
     defaults = {
         # Set by scale, not tuned: the task loss is summed over the batch (~5 per image) while the
         # importance is a mean |gradient| of a per-pixel mean, so lambda is above Avalanche's 1,
@@ -79,9 +82,3 @@ class MAS(LoRA):
 
     def extra_record(self) -> Dict:
         return {"mas_weighted_penalty_mean": self.mas.mean_penalties(self.clock.train_exp_counter)}
-
-    def storage(self) -> Dict[str, int]:
-        out = super().storage()
-        out["mas_importances"] = reg.nbytes((self.mas.importance or {}).values())
-        out["mas_old_parameters"] = reg.nbytes((self.mas.params or {}).values())
-        return out

@@ -32,12 +32,20 @@ from methods.samcl.augmodule import ModuleSet, config_for_backbone
 ADAPTER = "task"
 
 
+def merge_components(*kept: str) -> tuple:
+    """``storage_components`` of a merge method: the merged adapter (``parts``) and the pieces of
+    merge state it keeps (``method.kept.<piece>``: component ``kept_<piece>``)."""
+    return (("parts.*", "merged_adapter"),) + tuple((f"method.kept.{k}.*", f"kept_{k}") for k in kept)
+
+
 @register_method("merge_mean")
 class MergeMean(LoRAStrategy):
     """Per-domain adapters (LoRA or AugModule) merged by plain averaging (RegCL's fuse)."""
 
     defaults = {"adapter": "lora", "training": "sequ"}
     choices = {"adapter": ("lora", "augmodule"), "training": ("sequ", "indi")}
+    #: the merged adapter (the live parts) and each piece of merge state ``self.kept`` holds
+    storage_components = merge_components("init", "last", "sum")
 
     @classmethod
     def resolve_hparams(cls, overrides: Dict[str, Any]) -> Dict[str, Any]:
@@ -62,7 +70,7 @@ class MergeMean(LoRAStrategy):
             self.add_adapter(ADAPTER)
         else:
             self._build_augmodule()
-        #: merge state between domains, {name: {parameter name: tensor}}; counted in storage()
+        #: merge state between domains, {name: {parameter name: tensor}}; ``storage_components``
         self.kept: Dict[str, Dict[str, Tensor]] = {"init": self.snapshot()}
         self.count = 0
         self.previous_merge: Dict[str, Tensor] = {}
@@ -145,7 +153,7 @@ class MergeMean(LoRAStrategy):
         """The merged adapter from the merge state."""
         return {k: v / self.count for k, v in self.kept["sum"].items()}
 
-    # ------------------------------------------------------------------ resume, storage
+    # ------------------------------------------------------------------ resume
     def method_state(self) -> Dict[str, Any]:
         return {"kept": {k: dict(v) for k, v in self.kept.items()}, "count": self.count}
 
@@ -154,18 +162,6 @@ class MergeMean(LoRAStrategy):
                      for k, v in state.get("kept", {}).items()}
         self.count = int(state.get("count", 0))
 
-    def storage(self) -> Dict[str, int]:
-        """The merged adapter plus each kept piece of merge state (fp32 bytes)."""
-        out = {"merged_adapter": _fp32_bytes(self.live().values())}
-        for name, tensors in self.kept.items():
-            out[f"kept_{name}"] = _fp32_bytes(tensors.values())
-        for prefix, kept in self.kept_samples().items():  # replay_merge's buffer
-            out.update(kept.nbytes(prefix, int(self.backbone.image_size)))
-        return out
-
     def extra_record(self) -> Dict[str, Any]:
         return {"merged_domains": self.count}
 
-
-def _fp32_bytes(tensors) -> int:
-    return sum(4 * t.numel() for t in tensors)

@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader
 
 from benchmark.core.registry import register_method
 from methods.baselines._merging import gram_update, regmean_solve, regmean_sums
-from methods.baselines.merge_mean import MergeMean
+from methods.baselines.merge_mean import MergeMean, merge_components
 from scenarios.stream import collate_samples, to_device
 
 
@@ -37,6 +37,7 @@ class RegCL(MergeMean):
     """RegCL: per-domain adapters merged by RegMean with running Gram-matrix sums."""
 
     defaults = {"regmean_alpha": 1.0}  # off-diagonal scale of the Gram matrices (1: none, as RegCL)
+    storage_components = merge_components("init", "last", "gram_sum", "gram_w_sum", "mean_sum")
 
     def build(self) -> None:
         super().build()

@@ -24,6 +24,7 @@ from torch import Tensor
 
 from benchmark.core.registry import register_method
 from methods.baselines._merging import regmean_solve, regmean_sums
+from methods.baselines.merge_mean import merge_components
 from methods.baselines.regcl import RegCL
 from methods.baselines.replay import SeededDomainBuffer
 
@@ -33,6 +34,7 @@ class ReplayMerge(RegCL):
     """RegMean of the new adapter with the previous merge, refined on current data + a buffer."""
 
     defaults = {"training": "indi", "buffer_per_domain": 10}
+    storage_components = merge_components("init", "last", "merged_gram")
 
     def build(self) -> None:
         super().build()

@@ -54,6 +54,10 @@ class SAMSIPlugin(reg.PenaltyLog, SynapticIntelligencePlugin):
 class SI(LoRA):
     """Synaptic Intelligence (Zenke et al. 2017) on the same LoRA as lora, via Avalanche's plugin."""
 
+    storage_components = LoRA.storage_components + (
+        ("method.anchors.*", "si_old_parameters"), ("method.importances.*", "si_importances"),
+        ("method.cum_trajectory.*", "si_path_integral"))
+
     defaults = {
         # Set by scale, not tuned: importances are clipped at 0.001 per parameter and the task loss
         # is summed over the batch (~5 per image), so lambda is far above the 0.1-1 of
@@ -87,10 +91,3 @@ class SI(LoRA):
 
     def extra_record(self) -> Dict:
         return {"si_weighted_penalty_mean": self.si.mean_penalties(self.clock.train_exp_counter)}
-
-    def storage(self) -> Dict[str, int]:
-        out = super().storage()
-        out["si_old_parameters"] = reg.nbytes(self.si.ewc_data[0].values())
-        out["si_importances"] = reg.nbytes(self.si.ewc_data[1].values())
-        out["si_path_integral"] = reg.nbytes(self.si.syn_data["cum_trajectory"].values())
-        return out

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.core.storage import KeptSamples, StorageLedger, encode_samples, sample_bytes, to_mb
+from benchmark.core.storage import (KeptSamples, StorageLedger, encode_samples, pack_masks, pack_prompts,
+                                    sample_bytes, to_mb, unpack_masks)
 
 
 def test_mb_is_mebibyte():
@@ -44,3 +45,12 @@ def test_ledger_views_and_round_trip():
         ledger.record("d3", {"selector": -1})
     with pytest.raises(ValueError, match="entries"):
         StorageLedger.from_dict({"totals": []})
+
+
+def test_packed_masks_and_prompts_read_back():
+    masks = (torch.rand(3, 5, 7) > 0.5).float()  # 35 pixels: 5 bytes per mask
+    packed = pack_masks(masks)
+    assert packed.shape == (3, 5) and packed.dtype == torch.uint8
+    assert torch.equal(unpack_masks(packed, [5, 7]), masks)
+    prompts = pack_prompts(torch.rand(3, 2, 2), torch.tensor([[1.0, 0.0]] * 3))
+    assert prompts.shape == (3, 2, 3) and torch.equal(prompts[..., 2], torch.tensor([[1.0, 0.0]] * 3))

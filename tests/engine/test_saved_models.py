@@ -12,7 +12,8 @@ from benchmark.cli import main
 from benchmark.core.statetree import flatten, group_components, nbytes, unflatten
 from benchmark.core.storage import sample_bytes
 from benchmark.engine.config import RunConfig, load_run_config
-from benchmark.engine.saved_models import component_tensors, enabled, load_model, read_metadata
+from benchmark.engine.saved_models import (component_tensors, enabled, load_model, read_metadata,
+                                          read_tensors)
 from scenarios.fileio import ConfigError
 
 
@@ -89,6 +90,33 @@ def test_storage_equals_the_saved_bytes_per_component(saved_models_run, method):
         ledger = record["storage"]["entries"][row - 1]["components"]
         assert ledger == {c: nbytes(tensors) for c, tensors in saved.items()}, method
         assert sum(ledger.values()) > 0
+
+
+@pytest.mark.slow  # the fixture's run of ten methods
+def test_baselines_storage_equals_their_saved_bytes(saved_baselines_run):
+    """The ten baselines of ``saved_baselines_run`` (merge state, importances, memories and buffers
+    of features, packed masks, prompts, logits): every counted component's bytes are in
+    model.safetensors (an empty one has none), and nothing they keep is left uncounted in
+    state.safetensors (only generator states are)."""
+    records = records_of(saved_baselines_run)
+    assert len(records) == 10
+    for (method, record), row in ((item, row) for item in records.items() for row in (1, 2)):
+        folder = folder_of(saved_baselines_run, record, row)
+        saved = component_tensors(folder)
+        ledger = record["storage"]["entries"][row - 1]["components"]
+        assert set(saved) <= set(ledger) and sum(ledger.values()) > 0, method
+        assert ledger == {c: nbytes(saved.get(c, {})) for c in ledger}, method
+        assert set(read_tensors(folder / "state.safetensors")) <= {"method.generator"}, method
+
+
+@pytest.mark.slow  # the fixture of the test above
+def test_der_saves_its_buffer_as_kept(saved_baselines_run):
+    record = records_of(saved_baselines_run)["der"]
+    meta, state = load_model(folder_of(saved_baselines_run, record, 2))
+    items = state["method"]["items"]  # 8 training items seen, all in the 50-slot reservoir
+    assert items["masks"].shape == (8, 256 * 256 // 8) and items["masks"].dtype == torch.uint8
+    assert items["prompts"].shape == (8, 3, 3) and items["logits"].shape[0] == 8
+    assert state["method"]["mask_shape"] == [256, 256] and meta["components"]["buffer_logits"] > 0
 
 
 def test_replay_saves_copies_of_its_buffer(saved_models_run):
