@@ -162,6 +162,9 @@ class SAMStrategy(SupervisedTemplate):
     #: patterns over the flat tensor names of ``state_dict()`` (``parts.<parameter>``,
     #: ``method.<method_state key>...``), first match wins; unmatched tensors are bookkeeping
     storage_components: Tuple[Tuple[str, str], ...] = (("parts.*", "trained_parameters"),)
+    #: hyper-parameter -> its allowed values (checked by ``resolve_hparams``, with the choices of
+    #: the base classes)
+    choices: Dict[str, tuple] = {}
     #: leaderboard columns this method adds (``benchmark.reporting.columns.Column``); each one's
     #: value is ``extra_record()[column.key]``
     report_columns: tuple = ()
@@ -251,6 +254,11 @@ class SAMStrategy(SupervisedTemplate):
                 raise ValueError(f"method {cls.method_name!r}: hyper-parameter {key!r} {problem}, "
                                  f"got {value!r}")
             merged[key] = value
+        for klass in reversed(cls.__mro__):  # each class's choices (a subclass may add its own)
+            for key, allowed in vars(klass).get("choices", {}).items():
+                if merged[key] not in allowed:
+                    raise ValueError(f"method {cls.method_name!r}: hyper-parameter {key!r} must be "
+                                     f"{' or '.join(allowed)}, got {merged[key]!r}")
         return merged
 
     @classmethod

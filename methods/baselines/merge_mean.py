@@ -48,16 +48,6 @@ class MergeMean(LoRAStrategy):
     storage_components = merge_components("init", "last", "sum")
 
     @classmethod
-    def resolve_hparams(cls, overrides: Dict[str, Any]) -> Dict[str, Any]:
-        hp = super().resolve_hparams(overrides)
-        for klass in reversed(cls.__mro__):
-            for key, allowed in klass.__dict__.get("choices", {}).items():
-                if hp[key] not in allowed:
-                    raise ValueError(f"method {cls.method_name!r}: hyper-parameter {key!r} must be "
-                                     f"{' or '.join(allowed)}, got {hp[key]!r}")
-        return hp
-
-    @classmethod
     def tap_for(cls, backbone_name: str, hparams: Optional[Dict[str, Any]] = None) -> str:
         """block6, or block5 for SAMCL's AugModule on SAM2 (it adapts Hiera-T's blocks 6-9)."""
         augmodule = (hparams or {}).get("adapter", cls.declared_defaults()["adapter"]) == "augmodule"

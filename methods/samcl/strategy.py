@@ -55,15 +55,6 @@ class SAMCL(SAMStrategy):
                           ("method.buffer.*", "buffer"))
 
     @classmethod
-    def resolve_hparams(cls, overrides: Dict[str, Any]) -> Dict[str, Any]:
-        hp = super().resolve_hparams(overrides)
-        for key, allowed in cls.choices.items():
-            if hp[key] not in allowed:
-                raise ValueError(f"method {cls.method_name!r}: hyper-parameter {key!r} must be "
-                                 f"{' or '.join(allowed)}, got {hp[key]!r}")
-        return hp
-
-    @classmethod
     def tap_for(cls, backbone_name: str, hparams: Optional[Dict[str, Any]] = None) -> str:
         """The tap for a backbone: the last untouched block (SAM2.1 Hiera-T adapts blocks 6-9)."""
         return "block5" if backbone_name.startswith("sam2") else "block6"
