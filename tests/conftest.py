@@ -12,6 +12,7 @@
   saved models) of a few methods / of the baselines with merge state, importances or memories, per session.
 - ``comparable``: a record without what legitimately differs between two runs of one command.
 - ``tiny_domain``: a writer of small folder-format domains (random images with a bright square).
+- ``one_thread``: one torch intra-op thread for a module's tests.
 """
 from __future__ import annotations
 
@@ -50,6 +51,18 @@ def official_root() -> Path:
 @pytest.fixture(scope="session")
 def golden_root() -> Path:
     return _shared("samcl_golden")
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module's tests (``pytestmark = pytest.mark.usefixtures(
+    "one_thread")``): on a small shared machine extra threads only spin. Restored after."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 # ------------------------------------------------------------------------------- tiny runs

@@ -23,13 +23,7 @@ TOL = 1e-5
 POSITIONAL = ("pos_embed", "rel_pos_h", "rel_pos_w")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The shared 2-core machine is oversubscribed: intra-op threads only spin. Restored after."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def randomise(model: torch.nn.Module, names=POSITIONAL, std: float = 0.02, seed: int = 1) -> None:
