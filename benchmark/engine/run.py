@@ -269,14 +269,14 @@ def _run_in_worker(k: int, method: str, seed: int) -> Optional[str]:
 
 
 def _run_in_processes(orders: List[RunConfig], methods: List[str], runs: List[tuple], jobs: int,
-                      threads: int, progress: bool) -> List[Path]:
+                      threads: int, progress: bool, first: RunContext) -> List[Path]:
     """``runs`` over ``jobs`` worker processes (``parallel.py``), after this process has built
     every order's stream and feature cache at the taps the methods use."""
     if distributed.is_distributed():
         raise ValueError("config field 'jobs' must be 1 under torchrun (it already runs one "
                          "process per device)")
-    for order_cfg in orders:
-        ctx = prepare(order_cfg)
+    for k, order_cfg in enumerate(orders):
+        ctx = first if k == 0 else prepare(order_cfg)  # ``first``: the first order's, prepared
         for tap in sorted({resolve(order_cfg, ctx.stream_cfg, m, order_cfg.seeds[0]).tap
                            for m in methods}):
             ctx.views_at(tap)  # built once here; the workers read it
@@ -321,7 +321,7 @@ def run_benchmark(cfg: RunConfig, progress: Optional[bool] = None) -> List[Path]
         ctx = prepare(orders[0])
         jobs, threads = parallel.plan_jobs(cfg.jobs, len(runs), ctx.device, cfg.threads)
         if jobs > 1:
-            return _run_in_processes(orders, methods, runs, jobs, threads, progress)
+            return _run_in_processes(orders, methods, runs, jobs, threads, progress, ctx)
         for k, order_cfg in enumerate(orders):
             ctx = ctx if k == 0 else prepare(order_cfg)
             for _, method, seed in (r for r in runs if r[0] == k):
