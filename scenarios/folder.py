@@ -29,7 +29,6 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
 
 from scenarios.checks import DataError, check_image, check_points, decode_mask, load_rgb
-from scenarios.fileio import sha256_file
 from scenarios.points import IMAGE_EXTS, POINTS_SPACE, binarise, points_for_mask, read_mask
 
 log = logging.getLogger(__name__)
@@ -200,22 +199,14 @@ def read_manifest_fingerprint(root: Path) -> str | None:
     return str(fingerprint) if fingerprint else None
 
 
-def split_fingerprint(split_dir: Path) -> list:
-    """What identifies the files of one split without reading images: the sorted (folder, name,
-    size) of every non-hidden file in ``images/`` and ``masks/``, and the sha256 of
-    ``masks/points.json`` (a moved point keeps the file's size). A missing split gives ``None``."""
+def split_files(split_dir: Path) -> list[Path] | None:
+    """The files that identify one split's data: every non-hidden file in ``images/`` and
+    ``masks/`` (``masks/points.json`` included), sorted; ``None`` for a missing split."""
     split_dir = Path(split_dir)
     if not split_dir.is_dir():
         return None
-    rows = []
-    for sub in ("images", "masks"):
-        folder = split_dir / sub
-        if folder.is_dir():
-            rows += [[sub, p.name, p.stat().st_size] for p in sorted(folder.iterdir())
-                     if p.is_file() and not p.name.startswith(".")]
-    points = split_dir / "masks" / "points.json"
-    rows.append(["points.json", sha256_file(points) if points.is_file() else None])
-    return rows
+    return [p for sub in ("images", "masks") if (split_dir / sub).is_dir()
+            for p in sorted((split_dir / sub).iterdir()) if p.is_file() and not p.name.startswith(".")]
 
 
 def _read_points_json(path: Path) -> dict | None:

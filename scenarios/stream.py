@@ -11,8 +11,12 @@ import torch
 from torch.utils.data import Dataset
 
 from scenarios.config import StreamConfig
-from scenarios.folder import FolderSegmentationDataset, read_manifest_fingerprint, split_fingerprint
+from scenarios.fileio import cached_sha256
+from scenarios.folder import FolderSegmentationDataset, read_manifest_fingerprint, split_files
 from scenarios.synthetic import generate_synthetic_stream, synthetic_settings
+
+#: the file in a cache folder that remembers the data files' sha256 (data_fingerprint)
+FILES_CACHE = "files_sha256.json"
 
 
 @dataclass
@@ -64,18 +68,28 @@ def domain_roots(cfg: StreamConfig, progress: bool = True) -> dict[str, Path]:
             else Path(spec.root).expanduser().resolve() for spec in [*cfg.domains, *cfg.eval_only]}
 
 
-def data_fingerprint(cfg: StreamConfig, progress: bool = True) -> dict[str, dict]:
+def data_fingerprint(cfg: StreamConfig, progress: bool = True,
+                     cache_dir: str | Path | None = None) -> dict[str, dict]:
     """Domain -> what identifies the data a run of ``cfg`` reads there: ``files`` (a hash of the
-    names and sizes of the images and masks of the splits it reads and of its ``points.json``
-    files' content, :func:`scenarios.folder.split_fingerprint`), ``manifest`` (the ``prepare``
-    manifest's fingerprint, when the folder has one) and, for a synthetic stream, ``generator``
-    (the generator's settings). No path enters it, so machines holding the same files agree."""
+    name and sha256 of every image and mask file of the splits it reads, ``points.json``
+    included: :func:`scenarios.folder.split_files`), ``manifest`` (the ``prepare`` manifest's
+    fingerprint, when the folder has one) and, for a synthetic stream, ``generator`` (the
+    generator's settings). No path or time enters it, so machines holding the same bytes agree.
+    Each file is read once per version: digests are remembered in ``<cache_dir>/``
+    :data:`FILES_CACHE` (:func:`scenarios.fileio.cached_sha256`; without ``cache_dir`` every file
+    is hashed), with a progress bar unless ``progress`` is false."""
     roots = domain_roots(cfg, progress)
     splits = {s.name: [s.train if cfg.train_split is None else cfg.train_split, s.test] for s in cfg.domains}
     splits.update({s.name: [s.test] + ([s.train] if s.train else []) for s in cfg.eval_only})
+    files = {(name, split): split_files(roots[name] / split) for name in splits for split in set(splits[name])}
+    paths = [p for listed in files.values() for p in listed or ()]
+    cache_file = None if cache_dir is None else Path(cache_dir) / FILES_CACHE
+    digest = dict(zip(paths, cached_sha256(paths, cache_file, progress)))
     out = {}
     for name in sorted(splits):
-        listing = {split: split_fingerprint(roots[name] / split) for split in sorted(set(splits[name]))}
+        listing = {split: None if files[name, split] is None else
+                   [[p.parent.name, p.name, digest[p]] for p in files[name, split]]
+                   for split in sorted(set(splits[name]))}
         entry = {"files": hashlib.sha256(json.dumps(listing, sort_keys=True).encode()).hexdigest()[:16]}
         manifest = read_manifest_fingerprint(roots[name])
         if manifest:

@@ -16,7 +16,8 @@ Each generator maps (rng, size) to (uint8 RGB image (S, S, 3), bool mask (S, S))
 
 The stream is written in the paper's folder format (png images and masks, masks/points.json from
 scenarios/points.py) into `<cache_dir>/<hash of the generator settings>/<domain>/{train,test}`,
-atomically, and reused when present.
+atomically (built in `.<hash>.<random>@<host>@<pid>` and renamed when complete; a killed
+generation's folder is removed the next time the cache is opened), and reused when present.
 """
 from __future__ import annotations
 
@@ -24,7 +25,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import zlib
 from functools import lru_cache
 from pathlib import Path
@@ -35,6 +35,7 @@ import numpy as np
 from PIL import Image
 
 from scenarios import shapes as sh
+from scenarios.fileio import clean_stale_temps, make_temp_dir
 from scenarios.points import write_points_json
 
 GENERATOR_VERSION = 3  # bump when a generator changes: it is part of the cache key
@@ -237,12 +238,12 @@ def generate_synthetic_stream(cfg: Any, progress: bool = True) -> Path:  # cfg: 
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
     cache = Path(cfg.synthetic.cache_dir)
     root = cache / key
+    clean_stale_temps(cache, (".*@*@*",))  # streams whose generation was killed
     if (root / "settings.json").exists():
         return root
     from tqdm import tqdm
 
-    cache.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=cache, prefix=f".{key}."))
+    tmp = make_temp_dir(cache, f".{key}.")
     try:
         # Evaluation-only domains get a train split too: never trained on, but methods may keep
         # samples of it (SAMCL's selector buffer).

@@ -13,6 +13,7 @@
 - ``comparable``: a record without what legitimately differs between two runs of one command.
 - ``tiny_domain``: a writer of small folder-format domains (random images with a bright square).
 - ``one_thread``: one torch intra-op thread for a module's tests.
+- ``dead_pid``: the pid of a process that has exited (temporary files named with it are stale).
 """
 from __future__ import annotations
 
@@ -63,6 +64,16 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture
+def dead_pid() -> int:
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()  # reaped: no zombie keeps the pid alive
+    return proc.pid
 
 
 # ------------------------------------------------------------------------------- tiny runs

@@ -129,4 +129,4 @@ def prepare(cfg: RunConfig) -> RunContext:
                          f"stream_overrides.image_size or choose another backbone")
     cache = FeatureCache(cfg.cache_dir, dtype=cfg.cache_dtype, progress=cfg.progress)
     return RunContext(device=device, backbone=backbone, stream=stream, stream_cfg=stream_cfg,
-                      cache=cache, data=data_fingerprint(stream_cfg, progress=False))
+                      cache=cache, data=data_fingerprint(stream_cfg, cfg.progress, cfg.cache_dir))

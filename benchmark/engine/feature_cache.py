@@ -10,8 +10,10 @@ Faults: ``meta.json`` records each array file's size and sha256. Opening an entr
 (a truncated or missing file, an unreadable ``meta.json`` or an entry built before checksums is
 reported in one line naming the entry, which is then rebuilt); :meth:`FeatureCache.verify` (``cache
 --verify``) hashes every file in full and removes the entries whose bytes changed, so that they are
-rebuilt. Temporary folders are named ``.tmp-<key>-<random>@<host>@<pid>``; the next build removes
-those of this host whose process is gone, and any older than :data:`STALE_AFTER_S`.
+rebuilt. Temporary folders are named ``.tmp-<key>-<random>@<host>@<pid>``; when the cache is first
+used in a process, those of this host whose process is gone, and any other older than
+``scenarios.fileio.STALE_AFTER_S``, are removed, with the atomic writes' temporary files of the
+hash caches kept in the same folder (``scenarios.fileio.clean_stale_temps``).
 """
 from __future__ import annotations
 
@@ -20,8 +22,6 @@ import json
 import logging
 import os
 import shutil
-import socket
-import time
 import uuid
 from pathlib import Path
 from typing import Any, Dict, Optional
@@ -30,13 +30,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from scenarios.fileio import process_alive, sha256_file
+from scenarios.fileio import ATOMIC_TEMPS, clean_stale_temps, owner_tag, sha256_file
 
 log = logging.getLogger(__name__)
 
 CACHE_FORMAT = 1
 _DTYPES = {"float32": np.float32, "float16": np.float16}
-STALE_AFTER_S = 24 * 3600  # a temporary folder of another host (or unnamed) this old is a leftover
 
 
 class CacheEntryError(ValueError):
@@ -161,6 +160,7 @@ class FeatureCache:
         self.dtype = dtype
         self.batch_size = batch_size
         self.progress = progress
+        self._cleaned = False
 
     def entry_dir(self, backbone, dataset, tap: str) -> Path:
         return self.root / cache_key(backbone, dataset, tap, self.dtype)
@@ -169,6 +169,7 @@ class FeatureCache:
         """The dataset as seen from ``tap``: unchanged for ``image``, else cached features."""
         if tap == "image":
             return dataset
+        self._clean_once()
         entry = self.entry_dir(backbone, dataset, tap)
         if entry.exists():
             try:
@@ -182,6 +183,7 @@ class FeatureCache:
     def verify(self) -> list:
         """Hash every entry in full; damaged ones are removed (the next use rebuilds them).
         Returns the messages of the damaged entries (empty: all intact)."""
+        self._clean_once()
         damaged = []
         for entry in self.entries():
             try:
@@ -207,26 +209,24 @@ class FeatureCache:
         shutil.rmtree(away, ignore_errors=True)
 
     def _tmp_name(self, key: str) -> Path:
-        return self.root / f".tmp-{key}-{uuid.uuid4().hex[:8]}@{socket.gethostname()}@{os.getpid()}"
+        return self.root / f".tmp-{key}-{uuid.uuid4().hex[:8]}{owner_tag()}"
 
     def clean_stale(self) -> list:
-        """Remove temporary folders left by killed builds (never one of a running builder)."""
-        removed = []
-        for tmp in self.root.glob(".tmp-*") if self.root.is_dir() else []:
-            parts = tmp.name.rsplit("@", 2)
-            mine = len(parts) == 3 and parts[1] == socket.gethostname() and parts[2].isdigit()
-            if (not process_alive(int(parts[2]))) if mine else _age_s(tmp) > STALE_AFTER_S:
-                shutil.rmtree(tmp, ignore_errors=True)
-                removed.append(tmp.name)
-        return removed
+        """Remove what killed writers left here: temporary entry folders (``.tmp-*``, untagged
+        ones by age) and atomic writes' temporary files (the hash caches'); never a live writer's."""
+        return clean_stale_temps(self.root, (".tmp-*", ATOMIC_TEMPS))
+
+    def _clean_once(self) -> None:
+        if not self._cleaned:
+            for name in self.clean_stale():
+                log.warning("feature cache: removed %s, left by a killed writer", name)
+            self._cleaned = True
 
     @torch.no_grad()
     def _build(self, backbone, dataset, tap: str, entry: Path) -> None:
         from tqdm.auto import tqdm
 
         self.root.mkdir(parents=True, exist_ok=True)
-        for name in self.clean_stale():
-            log.warning("feature cache: removed %s, left by a killed build", name)
         tmp = self._tmp_name(entry.name)
         tmp.mkdir()
         try:
@@ -277,15 +277,6 @@ class FeatureCache:
             shutil.rmtree(child, ignore_errors=True)
             count += 1
         return count
-
-
-def _age_s(folder: Path) -> float:
-    """Seconds since anything in ``folder`` (or the folder itself) last changed."""
-    try:
-        stamps = [p.stat().st_mtime for p in (folder, *folder.iterdir())]
-    except FileNotFoundError:  # being removed by another process
-        return 0.0
-    return time.time() - max(stamps)
 
 
 def open_cache(root: Optional[str], dtype: str = "float32", progress: bool = True) -> FeatureCache:

@@ -25,7 +25,7 @@ import torch
 from benchmark.backbones import model_info
 from benchmark.engine.config import RunConfig
 from benchmark.reporting.records import device_description, git_info
-from scenarios.fileio import atomic_write_text, sha256_file
+from scenarios.fileio import cached_sha256
 from scenarios.stream import data_fingerprint
 
 PARTS = ("stream", "data", "backbone", "weights", "hparams", "protocol", "precision", "code",
@@ -63,8 +63,9 @@ def identify(cfg: RunConfig, stream_cfg, method: str, seed: int, hparams: Mappin
     """The identity of ``method`` with ``seed`` under ``cfg``; ``data``: the stream's
     :func:`scenarios.stream.data_fingerprint` when already computed (else computed here)."""
     fp = {"stream": stream_part(stream_cfg),
-          "data": data if data is not None else data_fingerprint(stream_cfg, progress=False),
-          "backbone": cfg.backbone, "weights": weights_sha256(cfg.backbone, cfg.checkpoint, cfg.cache_dir),
+          "data": data if data is not None else data_fingerprint(stream_cfg, cfg.progress, cfg.cache_dir),
+          "backbone": cfg.backbone,
+          "weights": weights_sha256(cfg.backbone, cfg.checkpoint, cfg.cache_dir, cfg.progress),
           "hparams": json.loads(json.dumps(dict(hparams), default=str)), "protocol": cfg.protocol,
           "precision": {name: getattr(cfg, name) for name in NUMERIC_OPTIONS},
           "code": code_part(), "numerics": numerics_part(device), "seed": int(seed)}
@@ -95,33 +96,17 @@ def _strip_paths(obj: Any) -> Any:
     return obj
 
 
-def weights_sha256(backbone: str, checkpoint: Optional[str], cache_dir: str | Path) -> Optional[str]:
+def weights_sha256(backbone: str, checkpoint: Optional[str], cache_dir: str | Path,
+                   progress: bool = False) -> Optional[str]:
     """The sha256 of the checkpoint file ``checkpoint`` resolves to (None for random weights),
     remembered in ``<cache_dir>/weights_sha256.json`` by (path, size, mtime) so that a file is
-    hashed once, not at every run."""
+    hashed once, not at every run (``scenarios.fileio.cached_sha256``; a bar when ``progress``)."""
     from benchmark.backbones.checkpoints import resolve_checkpoint
 
     path = resolve_checkpoint(model_info(backbone), checkpoint)
     if path is None:
         return None
-    path, st = Path(path).resolve(), os.stat(path)
-    cache_file = Path(cache_dir) / WEIGHTS_CACHE
-    try:
-        known = json.loads(cache_file.read_text())
-    except (OSError, ValueError):
-        known = {}
-    stamp = [st.st_size, st.st_mtime_ns]
-    entry = known.get(str(path)) if isinstance(known, dict) else None
-    if isinstance(entry, dict) and entry.get("stat") == stamp:
-        return str(entry["sha256"])
-    digest = sha256_file(path)
-    known = known if isinstance(known, dict) else {}
-    known[str(path)] = {"stat": stamp, "sha256": digest}
-    try:
-        atomic_write_text(cache_file, json.dumps(known, indent=1, sort_keys=True))
-    except OSError:  # a read-only cache only costs the hashing next time
-        pass
-    return digest
+    return cached_sha256([path], Path(cache_dir) / WEIGHTS_CACHE, progress)[0]
 
 
 def code_part() -> dict:

@@ -169,7 +169,7 @@ def resolve_grid(grid: Grid) -> List[GridRun]:
         stream_cfg = stream_config(cfg)
         key = json.dumps(stream_cfg.to_dict(), sort_keys=True, default=str)
         if key not in data:
-            data[key] = data_fingerprint(stream_cfg, progress=False)
+            data[key] = data_fingerprint(stream_cfg, progress=False, cache_dir=cfg.cache_dir)
         hparams = resolve(cfg, stream_cfg, run.method, run.seed).hparams
         run.run_id = identify(cfg, stream_cfg, run.method, run.seed, hparams, data=data[key]).run_id
         if cfg.output not in done_ids:

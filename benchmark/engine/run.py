@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import logging
 import sys
 import tempfile
 import time
@@ -33,9 +34,11 @@ from benchmark.engine.resolve import Resolved, check_names, resolve
 from benchmark.engine.samples import SampleLog
 from benchmark.reporting.records import RunRecord, write_record
 from scenarios.config import order_choices
+from scenarios.fileio import clean_stale_temps
 from scenarios.stream import to_avalanche
 
 REPO_DIR = Path(__file__).resolve().parents[2]
+log = logging.getLogger(__name__)
 
 
 class Run:
@@ -240,7 +243,9 @@ def run_one(ctx: RunContext, cfg: RunConfig, method: str, seed: int,
 
 
 def check_output(output: str | Path) -> None:
-    """The output folder must take files before anything trains: else a one-line error naming it."""
+    """The output folder must take files before anything trains: else a one-line error naming it.
+    Then the temporary files that killed writes left in it (records, run states, saved models,
+    samples) are removed; a live writer's (another run into this folder) are kept."""
     folder = Path(output)
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -249,6 +254,8 @@ def check_output(output: str | Path) -> None:
     except OSError as exc:
         raise ValueError(f"output folder {folder} is not writable ({exc.strerror or exc}); "
                          f"choose another --output") from None
+    for name in clean_stale_temps(folder, recursive=True):
+        log.warning("%s: removed %s, left by a killed write", folder, name)
 
 
 _WORKER: dict = {"contexts": {}}  # in a worker process of a parallel run: configs, contexts

@@ -1,19 +1,20 @@
 """From a dataset's :class:`Layout` to OUT: decode, check, binarise, write, points, manifest, move.
 
-Everything is written into a temporary folder beside OUT (`.<OUT name>.prepare-<pid>-<random>`) and
-renamed into place only when complete, so OUT is never half-written: an error or an interrupt removes
-the temporary folder, and a folder left by a killed process is removed by the next run on that OUT.
+Everything is written into a temporary folder beside OUT (`.<OUT name>.prepare-<random>@<host>@<pid>`)
+and renamed into place only when complete, so OUT is never half-written: an error or an interrupt
+removes the temporary folder, and a folder left by a killed process is removed by the next run on
+that OUT (``scenarios.fileio.clean_stale_temps``).
 An existing OUT holding the same data (fingerprint and points) is kept; a different one is an error
 unless `overwrite`.
 """
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import os
 import shutil
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,7 @@ import numpy as np
 from PIL import Image
 
 from scenarios.checks import decode_mask
-from scenarios.fileio import atomic_write_text, process_alive, sha256_file
+from scenarios.fileio import atomic_write_text, clean_stale_temps, make_temp_dir, sha256_file
 from scenarios.points import points_for_mask
 from scenarios.prepare.common import (DUPLICATE, EMPTY, NOT_LISTED, SIZE_MISMATCH, SPLIT_ORDER,
                                       UNREADABLE, Context, Drop, Layout, Options, Pair)
@@ -185,15 +186,11 @@ def check_out(out: Path, overwrite: bool, source: Path) -> None:
         raise ValueError(f"{out} exists and is not a folder")
     if out.is_dir() and any(out.iterdir()) and not (out / "manifest.json").is_file() and not overwrite:
         raise ValueError(f"{out} exists and is not a prepare output (pass --overwrite to replace it)")
-    for stale in out.parent.glob(f".{out.name}.prepare-*"):
-        pid = stale.name.rsplit(".prepare-", 1)[1].split("-")[0]
-        if pid.isdigit() and not process_alive(int(pid)):
-            shutil.rmtree(stale, ignore_errors=True)
+    clean_stale_temps(out.parent, (f".{glob.escape(out.name)}.prepare-*",))  # killed prepares'
 
 
 def temp_folder(out: Path) -> Path:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.prepare-{os.getpid()}-"))
+    return make_temp_dir(out.parent, f".{out.name}.prepare-")
 
 
 def place(tmp: Path, out: Path, manifest: dict, overwrite: bool) -> str:
@@ -209,7 +206,7 @@ def place(tmp: Path, out: Path, manifest: dict, overwrite: bool) -> str:
     if not overwrite:
         raise ValueError(f"{out} exists and holds different data (fingerprint differs from "
                          f"{manifest['fingerprint'][:12]}...); pass --overwrite to replace it")
-    old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.prepare-{os.getpid()}-old-"))
+    old = make_temp_dir(out.parent, f".{out.name}.prepare-old-")
     os.replace(out, old / "out")
     os.replace(tmp, out)
     shutil.rmtree(old)

@@ -1,18 +1,21 @@
 """A run killed with SIGKILL, then started again with the same command, writes the same record as an
 uninterrupted run, wherever it was killed: during the feature cache's build, mid-domain, during an
 evaluation, while writing the record. Each kill is deterministic: the killed run is the CLI in a
-subprocess with one function wrapped to SIGKILL its own process at its N-th call."""
+subprocess with one function wrapped to SIGKILL its own process at its N-th call. A write killed
+inside ``atomic_path`` leaves no temporary file once the next run starts on that output folder."""
 import json
 import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 from benchmark.cli import main
 from benchmark.engine.resume import load_state
+from benchmark.engine.run import check_output
 
 
 @pytest.fixture()
@@ -127,5 +130,39 @@ def test_sigkill_at_each_point_then_rerun_equals_uninterrupted(point, tmp_path, 
     [path] = out.glob("*.json")
     assert comparable(json.loads(path.read_text())) == comparable(reference_record)
     assert not (out / ".state").exists()
+    assert not list(out.rglob("*.tmp"))  # a killed write's temporary file was removed
     if cache is not None:
         assert not list(cache.glob(".tmp-*"))  # the killed build's leftover was cleaned
+
+
+#: ``python -c WRITER PATH``: write PATH through atomic_path, print the temporary file's path from
+#: inside the block and wait there (to be killed)
+WRITER = """
+import sys, time
+from scenarios.fileio import atomic_path
+with atomic_path(sys.argv[1]) as tmp:
+    tmp.write_text("half a record")
+    print(tmp, flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_write_killed_inside_atomic_path_leaves_no_litter(tmp_path, repo_root):
+    out = tmp_path / "results"
+    writers = [subprocess.Popen([sys.executable, "-c", WRITER, str(out / name)], cwd=repo_root,
+                                stdout=subprocess.PIPE, text=True)
+               for name in ("killed.json", ".state/abc/state.pt", "running.json")]
+    try:
+        temps = [Path(w.stdout.readline().strip()) for w in writers]
+        for w in writers[:2]:
+            w.send_signal(signal.SIGKILL)
+            w.wait()
+        assert all(t.is_file() for t in temps)
+        check_output(out)  # what a run does before it writes into its output folder
+        assert not temps[0].exists() and not temps[1].exists()
+        assert temps[2].exists()  # another process writing now: kept
+        assert sorted(p.name for p in out.rglob("*") if p.is_file()) == [temps[2].name]
+    finally:
+        for w in writers:
+            w.kill()
+            w.wait()

@@ -1,11 +1,10 @@
 """Feature-cache faults (benchmark/engine/feature_cache.py): truncated, overwritten or pre-checksum
 entries are reported in one line naming the entry and rebuilt; leftovers of killed builds are
-removed by the next build, never a live builder's."""
+removed when the cache is first used (with the hash caches' killed atomic writes), never a live
+writer's."""
 import json
 import logging
 import os
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -13,7 +12,8 @@ import pytest
 import torch
 
 from benchmark.cli import main
-from benchmark.engine.feature_cache import STALE_AFTER_S, FeatureCache
+from benchmark.engine.feature_cache import FeatureCache
+from scenarios.fileio import STALE_AFTER_S
 from scenarios.folder import FolderSegmentationDataset
 
 
@@ -106,18 +106,13 @@ def test_entry_overwritten_in_place_is_found_by_verify_and_rebuilt(built, backbo
     assert cache.verify() == []
 
 
-def _dead_pid() -> int:
-    proc = subprocess.Popen([sys.executable, "-c", "pass"])
-    proc.wait()
-    return proc.pid
-
-
-def test_leftovers_of_killed_builds_are_removed_but_not_a_live_builders(backbone, dataset, tmp_path, caplog):
+def test_leftovers_of_killed_builds_are_removed_but_not_a_live_builders(backbone, dataset, tmp_path, caplog,
+                                                                       dead_pid):
     import socket
 
     root = tmp_path / "cache"
     host = socket.gethostname()
-    dead = root / f".tmp-aaaa-0001@{host}@{_dead_pid()}"
+    dead = root / f".tmp-aaaa-0001@{host}@{dead_pid}"
     live = root / f".tmp-bbbb-0002@{host}@{os.getpid()}"
     old = root / ".tmp-cccc-0003"  # an older unnamed leftover (or another host's): by age
     fresh = root / ".tmp-dddd-0004"
@@ -127,8 +122,14 @@ def test_leftovers_of_killed_builds_are_removed_but_not_a_live_builders(backbone
     stale = time.time() - STALE_AFTER_S - 60
     for path in (old / "tokens.npy", old):
         os.utime(path, (stale, stale))
+    # a hash cache's atomic write killed before its rename, and one being written now
+    killed_write = root / f".files_sha256.json.x1y2z3@{host}@{dead_pid}.tmp"
+    live_write = root / f".files_sha256.json.a1b2c3@{host}@{os.getpid()}.tmp"
+    for path in (killed_write, live_write):
+        path.write_text("{")
     FeatureCache(root, progress=False).view(backbone, dataset, "block6")
     assert sorted(p.name for p in root.glob(".tmp-*")) == sorted([live.name, fresh.name])
+    assert sorted(p.name for p in root.glob(".*.tmp")) == [live_write.name]
     assert any(dead.name in r.getMessage() for r in caplog.records)
 
 

@@ -1,7 +1,8 @@
 """A run's fingerprint and run id (benchmark/engine/fingerprint.py): the parts, what enters the id
-(weights' and data's content, not their paths; not code or numerics), the weights hash cache, and
-grid skipping by the id. Resume refusals: test_resume_refusal.py."""
+(weights' and data's content, not their paths; not code or numerics), the weights and data hash
+caches, and grid skipping by the id. Resume refusals: test_resume_refusal.py."""
 import json
+import os
 import shutil
 
 import pytest
@@ -13,6 +14,8 @@ from benchmark.engine.config import load_run_config
 from benchmark.engine.protocol import stream_config
 from benchmark.engine.fingerprint import PARTS, differences, identify
 from benchmark.reporting.records import RunRecord
+from scenarios import fileio
+from scenarios.stream import FILES_CACHE
 
 
 def _weights(path, seed):
@@ -70,6 +73,46 @@ def test_parts_and_what_the_run_id_hashes(tmp_path, tiny_domain, monkeypatch):
     assert d.run_id == c.run_id and differences(c.fingerprint, d.fingerprint)[0].startswith("code commit")
 
 
+def test_data_is_identified_by_file_content_read_once_per_version(tmp_path, tiny_domain, monkeypatch):
+    """Defect: the data part hashed file names and sizes, so an image rewritten with other bytes of
+    the same size kept its run id."""
+    stream = _folder_stream(tmp_path / "data", tiny_domain)
+    calls = []
+    real = fileio.sha256_file
+    monkeypatch.setattr(fileio, "sha256_file", lambda p: calls.append(p) or real(p))
+    a = _identity(tmp_path, stream, checkpoint=None, progress=False)
+    assert len(calls) == 2 * 2 * 7  # domains a, b; train, test; 3 images, 3 masks, points.json
+    assert (tmp_path / "cache" / FILES_CACHE).is_file()
+    assert _identity(tmp_path, stream, checkpoint=None, progress=False).run_id == a.run_id
+    assert len(calls) == 28  # every digest from the cache: nothing read again
+    image = tmp_path / "data" / "b" / "test" / "images" / "img01.png"
+    before = image.stat()
+    os.utime(image, ns=(before.st_atime_ns, before.st_mtime_ns + 10**9))  # touched, bytes unchanged
+    assert _identity(tmp_path, stream, checkpoint=None, progress=False).run_id == a.run_id
+    assert calls[28:] == [os.path.realpath(image)]  # read again, same digest
+    data = bytearray(image.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # other bytes, same size
+    image.write_bytes(bytes(data))
+    os.utime(image, ns=(before.st_atime_ns, before.st_mtime_ns + 2 * 10**9))
+    assert image.stat().st_size == before.st_size
+    b = _identity(tmp_path, stream, checkpoint=None, progress=False)
+    assert b.run_id != a.run_id and b.settings == a.settings
+    (changed,) = differences(a.fingerprint, b.fingerprint)
+    assert changed.startswith(f"data b.files {a.fingerprint['data']['b']['files'][:8]}..")
+
+
+def test_a_damaged_files_cache_is_rebuilt_with_a_warning(tmp_path, tiny_domain, caplog):
+    stream = _folder_stream(tmp_path / "data", tiny_domain)
+    a = _identity(tmp_path, stream, checkpoint=None, progress=False)
+    cache = tmp_path / "cache" / FILES_CACHE
+    for damage in ("{\"/x\": [1", "[]"):
+        cache.write_text(damage)
+        caplog.clear()
+        assert _identity(tmp_path, stream, checkpoint=None, progress=False).run_id == a.run_id
+        assert f"{cache}: unreadable hash cache" in caplog.text
+        assert len(json.loads(cache.read_text())) == 28  # rebuilt
+
+
 def test_settings_and_precision_options_change_the_id(tmp_path, tiny_cache):
     def tiny(**overrides):
         return _identity(tmp_path, "tiny", checkpoint=None,
@@ -87,8 +130,8 @@ def test_settings_and_precision_options_change_the_id(tmp_path, tiny_cache):
 def test_weights_are_hashed_once_per_file_version(tmp_path, monkeypatch):
     path = _weights(tmp_path / "x.pth", 1)
     calls = []
-    real = fpm.sha256_file
-    monkeypatch.setattr(fpm, "sha256_file", lambda p: calls.append(p) or real(p))
+    real = fileio.sha256_file
+    monkeypatch.setattr(fileio, "sha256_file", lambda p: calls.append(p) or real(p))
     first = fpm.weights_sha256("sam_small", str(path), tmp_path / "cache")
     assert fpm.weights_sha256("sam_small", str(path), tmp_path / "cache") == first and len(calls) == 1
     assert (tmp_path / "cache" / fpm.WEIGHTS_CACHE).is_file()

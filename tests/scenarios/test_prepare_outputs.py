@@ -129,14 +129,19 @@ def test_a_failed_run_leaves_no_out_and_no_temp(tmp_path, monkeypatch, error):
     assert not out.exists() and stray_temps(out) == []
 
 
-def test_a_temp_folder_left_by_a_killed_process_is_removed(tmp_path):
+def test_a_temp_folder_left_by_a_killed_process_is_removed(tmp_path, dead_pid):
+    import os
+    import socket
+
     fake_kvasir(tmp_path / "src", ["a"])
     out = tmp_path / "out"
-    stale = tmp_path / ".out.prepare-999999999-x1y2"  # no such pid
-    (stale / "train" / "images").mkdir(parents=True)
+    stale = tmp_path / f".out.prepare-x1y2@{socket.gethostname()}@{dead_pid}"
+    running = tmp_path / f".out.prepare-z3w4@{socket.gethostname()}@{os.getpid()}"  # alive: kept
+    for folder in (stale, running):
+        (folder / "train" / "images").mkdir(parents=True)
     prepare("kvasir-seg", tmp_path / "src", out, progress=False,
             split_from=write_lists(tmp_path / "l.json", test=["a"]))
-    assert stray_temps(out) == [] and (out / "manifest.json").is_file()
+    assert stray_temps(out) == [running.name] and (out / "manifest.json").is_file()
 
 
 # ------------------------------------------------------------------ the reference's input (goldens)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -274,6 +275,18 @@ def test_synthetic_stream_is_deterministic_and_reused(tmp_path: Path) -> None:
     c = generate_synthetic_stream(tiny_synthetic(tmp_path / "one", **{"synthetic.seed": 1}))
     assert c != a and tree_bytes(c)["polyp/train/images/polyp_train_0000.png"] != files["polyp/train/images/polyp_train_0000.png"]
     assert not [p for p in (tmp_path / "one").iterdir() if p.name.startswith(".")]  # no temp folder left
+
+
+def test_a_killed_generation_is_removed_when_the_cache_is_opened(tmp_path: Path, dead_pid: int) -> None:
+    import socket
+
+    host = socket.gethostname()
+    killed = tmp_path / f".0123456789abcdef.x1y2z3@{host}@{dead_pid}"  # generation killed half-way
+    running = tmp_path / f".fedcba9876543210.a1b2c3@{host}@{os.getpid()}"  # another generator, alive
+    for folder in (killed, running):
+        (folder / "polyp" / "train" / "images").mkdir(parents=True)
+    root = generate_synthetic_stream(tiny_synthetic(tmp_path))
+    assert not killed.exists() and running.exists() and (root / "settings.json").is_file()
 
 
 def test_synthetic_domains_differ_and_have_objects() -> None:
