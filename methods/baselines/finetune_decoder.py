@@ -9,6 +9,7 @@ class FinetuneDecoder(SAMStrategy):
     """Sequential fine-tuning of SAM's mask decoder, one domain after another (forgetting baseline)."""
 
     tap = "neck"
+    starts_as_backbone = True  # the pretrained decoder, untouched before training
     defaults = {"lr": 3e-4}  # Adam; the decoder is small and starts pretrained, so below the adapters' 5e-3
 
     def build(self) -> None:

@@ -8,5 +8,6 @@ class ZeroShot(SAMStrategy):
     """Frozen SAM, no training: the zero-shot reference row of every benchmark."""
 
     tap = "neck"
+    starts_as_backbone = True  # the backbone itself
     defaults = {"epochs": 0}
     storage_components = ()  # keeps nothing

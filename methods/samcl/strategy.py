@@ -35,6 +35,7 @@ class SAMCL(SAMStrategy):
     """SAMCL: one AugModule per domain in the encoder, chosen per image by the Module Selector."""
 
     tap = "block6"
+    starts_as_backbone = True  # no AugModule before the first domain
     routing = "selector"
     #: the leaderboard column SAMCL adds (value: ``extra_record()["selector_accuracy"]``)
     report_columns = (Column("selector_accuracy", "Selector acc.", "higher", 100, 2),)
