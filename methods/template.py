@@ -165,6 +165,15 @@ class SAMStrategy(SupervisedTemplate):
     #: hyper-parameter -> its allowed values (checked by ``resolve_hparams``, with the choices of
     #: the base classes)
     choices: Dict[str, tuple] = {}
+    #: True when, before any training, ``predict`` gives the frozen backbone's own logits from
+    #: ``tap`` bit for bit (zero-initialised adapters, no modules yet): the engine then evaluates
+    #: row 0 once per tap for the runs of a process (``Run.shared_row_key``);
+    #: tests/engine/test_shared_rows.py checks the claim of every registered method
+    starts_as_backbone: bool = False
+    #: about how long a run takes against ``lora``'s on the same settings (measured on the built-in
+    #: stream); a parallel run starts the longest runs first, so that no long one starts last.
+    #: Only the order of the runs depends on it, never a result
+    relative_cost: float = 1.0
     #: leaderboard columns this method adds (``benchmark.reporting.columns.Column``); each one's
     #: value is ``extra_record()[column.key]``
     report_columns: tuple = ()

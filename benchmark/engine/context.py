@@ -80,6 +80,8 @@ class RunContext:
     views: Dict[str, tuple] = field(default_factory=dict)  # tap -> (train, test, general) views
     cache_seconds: float = 0.0
     data: Dict[str, dict] = field(default_factory=dict)  # scenarios.stream.data_fingerprint
+    #: row 0 of runs whose methods start as the frozen backbone, by ``run.shared_row_key``
+    shared_rows: Dict[str, dict] = field(default_factory=dict)
 
     def views_at(self, tap: str):
         """Cached-feature views of every domain at ``tap``, built (once) on first use."""

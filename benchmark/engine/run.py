@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import json
 import logging
 import sys
 import tempfile
@@ -59,6 +60,7 @@ class Run:
         self.eval_times: List[float] = []
         self.ledger = StorageLedger()
         self.done, self.elapsed_before = 0, 0.0
+        self.row0_shared = False  # row 0 taken from the context (evaluate_first_row)
         self._pending_losses = None  # (first index, losses) of the last trained domain
         self.samples = (SampleLog(cfg.output, self.run_id, list(self.stream.domain_names),
                                   cfg.log_samples, cfg.save_masks)
@@ -71,7 +73,7 @@ class Run:
         self._notify("on_start", self)
         try:
             if not self.restore():
-                self.evaluate_row()
+                self.evaluate_first_row()
             for t in range(self.done, self.stream.trained):
                 self.train_domain(t)
                 self.evaluate_row()
@@ -110,6 +112,7 @@ class Run:
         self.ledger = StorageLedger.from_dict(state["ledger"])
         self.train_times, self.eval_times = list(state["train_times"]), list(state["eval_times"])
         self.elapsed_before = float(state["elapsed"])
+        self.row0_shared = bool(state.get("row0_shared", False))
         if self.samples is not None:
             self.samples.rows = list(state.get("samples", []))
         self.strategy.on_resume(self.experiences[:self.done])
@@ -124,6 +127,39 @@ class Run:
         self._notify("on_images", len(self.views[0][t]))
         self.ledger.record(self.stream.domain_names[t], self.strategy.storage())
         self._pending_losses = (first, self.strategy.loss_history[first:])
+
+    def shared_row_key(self) -> Optional[str]:
+        """The key under which this run's row 0 is shared with the context's other runs, or None.
+
+        A method whose ``starts_as_backbone`` is True predicts, before any training, the frozen
+        backbone's own logits from its tap bit for bit, so its row 0 is a function of the tap, the
+        evaluation batch size and the fingerprint without the hyper-parameters and the seed: the
+        first such run evaluates it, later runs in the same process take it (a worker of a
+        parallel run evaluates it once per tap). Per-image logs need the images, and under
+        torchrun every process must evaluate alike: no sharing there."""
+        if (not getattr(self.strategy, "starts_as_backbone", False) or self.samples is not None
+                or distributed.is_distributed()):
+            return None
+        fp = {k: v for k, v in self.identity.fingerprint.items() if k not in ("hparams", "seed")}
+        fp.update(tap=self.resolved.tap, eval_batch_size=int(self.strategy.hp["eval_batch_size"]))
+        return json.dumps(fp, sort_keys=True, default=str)
+
+    def evaluate_first_row(self) -> None:
+        """Row 0: evaluated, or the context's shared copy (``shared_row_key``; the record says
+        which in ``extra.row0_shared`` and times it 0 s)."""
+        key = self.shared_row_key()
+        shared = self.ctx.shared_rows.get(key) if key is not None else None
+        if shared is None:
+            self.evaluate_row()
+            if key is not None:
+                self.ctx.shared_rows[key] = copy.deepcopy(self.rows[0])
+            return
+        self.row0_shared = True
+        self.eval_times.append(0.0)
+        self._notify("on_images", sum(len(ds) for ds in self.views[1]))
+        row = copy.deepcopy(shared)
+        self._notify("on_row", self, 0, row)
+        self.rows.append(row)
 
     def evaluate_row(self) -> None:
         start = time.perf_counter()
@@ -155,7 +191,8 @@ class Run:
             "ledger": self.ledger.to_dict(), "train_times": self.train_times,
             "eval_times": self.eval_times, "elapsed": self._elapsed(),
             "strategy": self.strategy.state_dict(), "rng": resume.rng_state(),
-            "samples": self.samples.rows if self.samples is not None else []}, self.identity)
+            "samples": self.samples.rows if self.samples is not None else [],
+            "row0_shared": self.row0_shared}, self.identity)
 
     def record(self) -> RunRecord:
         s, strategy, trained = self.stream, self.strategy, self.stream.trained
@@ -171,7 +208,7 @@ class Run:
         extra.update(loss_history=list(strategy.loss_history), run_id=self.run_id,
                      world_size=distributed.world_size(), backend=distributed.backend(),
                      command=list(sys.argv),  # the process's command line (provenance)
-                     attention=self.ctx.backbone.attention)
+                     attention=self.ctx.backbone.attention, row0_shared=self.row0_shared)
         manifests = data_manifests(s)
         if manifests:
             extra["data_manifests"] = manifests
@@ -282,11 +319,14 @@ def _run_in_processes(orders: List[RunConfig], methods: List[str], runs: List[tu
     if distributed.is_distributed():
         raise ValueError("config field 'jobs' must be 1 under torchrun (it already runs one "
                          "process per device)")
+    cost = {}
     for k, order_cfg in enumerate(orders):
         ctx = first if k == 0 else prepare(order_cfg)  # ``first``: the first order's, prepared
-        for tap in sorted({resolve(order_cfg, ctx.stream_cfg, m, order_cfg.seeds[0]).tap
-                           for m in methods}):
+        found = {m: resolve(order_cfg, ctx.stream_cfg, m, order_cfg.seeds[0]) for m in methods}
+        cost.update({m: float(getattr(r.cls, "relative_cost", 1.0)) for m, r in found.items()})
+        for tap in sorted({r.tap for r in found.values()}):
             ctx.views_at(tap)  # built once here; the workers read it
+    runs = sorted(runs, key=lambda run: -cost[run[1]])  # the longest first (stable otherwise)
     paths = parallel.run_parallel(runs, _run_in_worker, jobs, threads, progress,
                                   init=_prepare_worker, initargs=(orders,))
     return [Path(p) for p in paths if p is not None]

@@ -27,6 +27,7 @@ def rows_of(folders: list[str]) -> list[dict]:
                   "counts (written before timing.train_images existed)", file=sys.stderr)
             continue
         train_s, eval_s, trained = float(t["train_total"]), float(sum(t["eval"])), sum(t["train_images"])
+        evaluated = len(t["eval"]) - (1 if record.extra.get("row0_shared") else 0)  # row 0 not timed
         rows.append({
             "method": record.method, "backbone": record.backbone, "device": record.device,
             "precision": record.config.get("precision", "fp32"),
@@ -36,7 +37,7 @@ def rows_of(folders: list[str]) -> list[dict]:
             "world": int(record.extra.get("world_size", 1)),
             "workers": int(record.config.get("num_workers", 0)),
             "train img/s": trained / train_s if train_s > 0 and trained else float("nan"),  # NaN: no training
-            "eval img/s": t["eval_images"] * len(t["eval"]) / eval_s if eval_s > 0 else float("nan"),
+            "eval img/s": t["eval_images"] * evaluated / eval_s if eval_s > 0 else float("nan"),
             "train s": train_s, "eval s": eval_s, "cache s": float(t.get("cache_build", 0.0)),
         })
     return rows

@@ -119,6 +119,7 @@ class LoRAStrategy(SAMStrategy):
     """Base of the LoRA family: LoRA on ``attn.<targets>`` of ``blocks``, the rest frozen."""
 
     tap = "block6"
+    starts_as_backbone = True  # zero-initialised LoRA B
     defaults = {
         "lr": 5e-3,  # as SAMCL's adapter (paper: Adam 0.005)
         "rank": 10,

@@ -28,3 +28,13 @@ def test_two_jobs_write_the_records_of_one(tmp_path, tiny_run, comparable):
                          (json.loads(p.read_text()) for p in out.glob("*.json"))}
     assert sorted(records["2"]) == ["finetune_decoder", "zero_shot"]
     assert records["1"] == records["2"]
+
+
+def test_parallel_runs_start_the_longest_first(tmp_path, tiny_run, monkeypatch):
+    """The runs go to the workers in decreasing ``relative_cost`` (ties keep their order)."""
+    seen = []
+    monkeypatch.setattr(parallel, "run_parallel",
+                        lambda tasks, *args, **kwargs: seen.extend(tasks) or [])
+    args = tiny_run("zero_shot,lora,samcl,ewc", tmp_path / "out", domains=["polyp", "shadow"])
+    assert main(args + ["--jobs", "2"]) == 0
+    assert [method for _, method, _ in seen] == ["samcl", "lora", "ewc", "zero_shot"]

@@ -27,6 +27,13 @@ def test_images_per_second_from_a_record(tmp_path, capsys, tiny_run):
     assert main(["throughput", str(out)]) == 0
     assert "finetune_decoder" in capsys.readouterr().out and "|" not in render([row])
 
+    shared = json.loads(json.dumps(record))  # row 0 taken from another run: 2 rows evaluated
+    shared["extra"]["row0_shared"], shared["timing"]["eval"][0] = True, 0.0
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "shared" / "r.json").write_text(json.dumps(shared))
+    (shared_row,) = rows_of([str(tmp_path / "shared")])
+    assert math.isclose(shared_row["eval img/s"], 6 * 2 / sum(timing["eval"][1:]))
+
     del record["timing"]["train_images"]  # a record from before the counts existed
     (out / "old.json").write_text(json.dumps(record))
     assert rows_of([str(out / "old.json")]) == []
