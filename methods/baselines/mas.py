@@ -56,10 +56,11 @@ class MAS(LoRA):
         ("method.importance.*", "mas_importances"), ("method.params.*", "mas_old_parameters"))
 
     defaults = {
-        # Set by scale, not tuned: the task loss is summed over the batch (~5 per image) while the
-        # importance is a mean |gradient| of a per-pixel mean, so lambda is above Avalanche's 1,
-        # as ewc_lambda (1000) is for the same reason.
-        "mas_lambda": 1e3,
+        # Tuned on the built-in stream (seed 1234, 3 epochs; lora: AA 49.86 / FM 11.62), AA / FM
+        # (SAMCL) by lambda: 0 -> 49.86 / 11.62 (= lora), 0.3 -> 52.72 / 8.72, 1 -> 56.51 / 5.36,
+        # 3 -> 56.81 / 4.23, 10 -> 55.27 / 4.21, 100 -> 51.28 / 0.04, 1000 -> 46.17 / 0.70 (barely
+        # learns). 3 has the best AA with about a third of lora's forgetting.
+        "mas_lambda": 3.0,
         "mas_alpha": 0.5,          # importance carry-over (Avalanche's default)
         "mas_images": 16,          # training images per domain in the importance pass
     }

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from benchmark.cli import main
+from benchmark.core.registry import get_method
 from benchmark.reporting.metrics import fm_samcl
 from benchmark.reporting.records import load_records
 
@@ -40,12 +41,15 @@ def test_cli_records_complete(tmp_path, tiny_run):
 
 @pytest.mark.slow
 def test_regularizers_forget_less_than_lora(tmp_path):
-    """The built-in benchmark at the README's seed: FM (SAMCL) of every regulariser and of DER++
-    is below sequential lora's."""
+    """The built-in benchmark at the README's seed: FM (SAMCL) of every regulariser and of DER++,
+    each at its default strength, is below sequential lora's."""
     assert main(["run", "--methods", "lora," + ",".join(METHODS), "--output", str(tmp_path / "r"),
                  "--seeds", "1234", "--set", f"cache_dir={tmp_path}/features",
                  "--set", f"stream_overrides.synthetic.cache_dir={tmp_path}/synthetic",
                  "--no-progress", "--no-report"]) == 0
-    fm = {r.method: fm_samcl(np.array(r.matrices["iou"], dtype=float), r.stream["trained"])
-          for r in load_records([tmp_path / "r"])}
+    records = {r.method: r for r in load_records([tmp_path / "r"])}
+    fm = {m: fm_samcl(np.array(r.matrices["iou"], dtype=float), r.stream["trained"])
+          for m, r in records.items()}
     assert all(fm[m] < fm["lora"] for m in METHODS), fm
+    for name in METHODS:  # each at its own default strength (no preset on this stream)
+        assert records[name].hparams[OWN[name]] == get_method(name).declared_defaults()[OWN[name]], name

@@ -10,6 +10,7 @@ from benchmark.backbones import build_backbone
 from benchmark.core.registry import get_method
 from benchmark.engine.feature_cache import FeatureCache
 from methods.baselines._merging import MAGMAX_SCALE, max_abs, regmean
+from methods.samcl.augmodule import AugModule, config_for_backbone
 from scenarios.folder import FolderSegmentationDataset
 from scenarios.stream import to_avalanche
 
@@ -99,6 +100,55 @@ def test_replay_merge_refines_on_current_data_and_buffer(small_sam, two_domains)
     assert len(s.loss_history) == 3  # one epoch per domain + one refining epoch on domain 2
     assert [len(i) for i in s.buffer.indices] == [2, 2]
     assert set(s.kept["merged_gram"]) == set(s.gram_layers())
+
+
+def check_merges_augmodule(s, *extra_components, refined=False):
+    """The merged adapter is an AugModule's own parameters (A, B, norms, prompt; no LoRA in the
+    encoder), the live one the blocks run (``refined``: trained further after the merge), and
+    storage counts it (and ``extra_components``)."""
+    fresh = dict(AugModule(config_for_backbone(s.backbone, rank=4)).named_parameters())
+    live = s.snapshot()
+    assert {k: v.shape for k, v in live.items()} == {k: v.shape for k, v in fresh.items()}
+    assert not any("lora_" in n for n, _ in s.model.named_modules())
+    assert close(live, s.merged()) != refined
+    storage = s.storage()
+    assert storage["merged_adapter"] == 4 * sum(v.numel() for v in fresh.values())
+    assert all(storage[c] > 0 for c in extra_components), storage
+
+
+@pytest.mark.parametrize("variant", ["max_abs", "rnd_mix"])
+def test_magmax_merges_augmodules(small_sam, two_domains, variant):
+    s, seen = trained("magmax", small_sam, two_domains, adapter="augmodule", variant=variant)
+    check_merges_augmodule(s, "kept_init", "kept_last", "kept_merged_tv")
+    init, scale = seen["starts"][0], MAGMAX_SCALE[variant]
+    picked_second = 0
+    for name, value in s.snapshot().items():
+        taus = [t[name] - init[name] for t in seen["tuned"]]
+        if variant == "max_abs":
+            assert torch.allclose(value, init[name] + scale * max_abs(taus), atol=1e-6), name
+        else:  # each entry is one domain's task-vector entry (scale 1)
+            tau = value - init[name]
+            first, second = (torch.isclose(tau, t, atol=1e-6) for t in taus)
+            assert bool((first | second).all()), name
+            picked_second += int((second & ~first).sum())
+    assert variant == "max_abs" or picked_second > 0
+
+
+def test_dop_merges_augmodules(small_sam, two_domains):
+    s, seen = trained("dop", small_sam, two_domains, adapter="augmodule", dop_num_steps=0)
+    check_merges_augmodule(s, "kept_init", "kept_last")
+    t0, t1 = seen["tuned"]
+    assert close(s.snapshot(), {k: (t0[k] + t1[k]) / 2 for k in t0})
+    moved, _ = trained("dop", small_sam, two_domains, adapter="augmodule", dop_num_steps=5, dop_lr=1e-2)
+    assert not close(moved.snapshot(), s.snapshot())
+
+
+def test_replay_merge_merges_augmodules(small_sam, two_domains):
+    s, seen = trained("replay_merge", small_sam, two_domains, adapter="augmodule", buffer_per_domain=2)
+    check_merges_augmodule(s, "kept_init", "kept_merged_gram", "buffer_images", refined=True)
+    assert set(s.kept["merged_gram"]) == {"A.weight", *(f"B.{i}.weight" for i in range(5))}
+    assert close(seen["starts"][1], seen["starts"][0]) and len(s.loss_history) == 3
+    assert [len(i) for i in s.buffer.indices] == [2, 2]
 
 
 @pytest.mark.parametrize("name", ["merge_mean", "regcl", "magmax", "dop"])
