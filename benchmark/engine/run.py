@@ -162,7 +162,10 @@ class Run:
         self.rows.append(row)
 
     def evaluate_row(self) -> None:
-        start = time.perf_counter()
+        """Score every domain. The random generators are left as they were (the evaluation's
+        loaders draw from torch's), so what training sees never depends on what was evaluated:
+        a shared row 0 (``evaluate_first_row``) or another test split leaves training as it is."""
+        start, rng = time.perf_counter(), resume.rng_state()
         declared = self.ctx.stream_cfg.domain_metrics()
         row = evaluate_sharded(self.strategy, self.views[1],
                                batch_size=int(self.strategy.hp["eval_batch_size"]),
@@ -170,6 +173,7 @@ class Run:
                                metrics=[declared.get(v.domain_name, ()) for v in self.views[1]],
                                samples=self.samples and self.samples.for_row(
                                    len(self.rows), final=len(self.rows) == self.stream.trained))
+        resume.set_rng_state(rng)
         self.eval_times.append(time.perf_counter() - start)
         self._notify("on_row", self, len(self.rows), row)
         self.rows.append(row)
