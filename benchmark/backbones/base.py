@@ -1,7 +1,7 @@
 """The backbone interface shared by SAM and SAM2 (docs/design.md section 2)."""
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -101,6 +101,11 @@ class SAMBackbone(nn.Module):
 
     def features_at(self, images: Tensor, tap: str) -> dict[str, Tensor]:
         raise NotImplementedError
+
+    def features_at_taps(self, images: Tensor, taps: Sequence[str]) -> dict[str, dict[str, Tensor]]:
+        """``{tap: features_at(images, tap)}`` for each of ``taps`` (a backbone may compute them in
+        one pass, bit for bit the same: the feature cache builds several taps at once)."""
+        return {tap: self.features_at(images, tap) for tap in taps}
 
     def features_from(self, feats: dict, tap: str, *, pre_neck: Hook = None,
                       post_neck: Hook = None) -> dict[str, Tensor]:

@@ -1,6 +1,8 @@
 """SAM (segment_anything): ViT-B/L/H and the project's small configuration (built in small_sam/model.py)."""
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 import torch.nn.functional as F
 from segment_anything.modeling.image_encoder import Attention, get_rel_pos
@@ -109,6 +111,23 @@ class Sam1Backbone(SAMBackbone):
         if k == len(self.encoder_blocks):
             return self._neck(x, None, None)
         return {"tokens": x}
+
+    def features_at_taps(self, images: Tensor, taps: Sequence[str]) -> dict[str, dict[str, Tensor]]:
+        """One encoder pass for all ``taps``: each block runs once, whatever is asked is kept on
+        the way (the same operations on the same batch as ``features_at`` per tap)."""
+        n, out = len(self.encoder_blocks), {}
+        depth = sorted(((self.tap_index(t), t) for t in set(taps)), key=lambda kt: kt[0])
+        x, done = None, 0
+        for k, tap in depth:
+            if k < 0:
+                out[tap] = {"image": images}
+                continue
+            if x is None:
+                x = self._embed(images)
+            x = self._blocks(x, done, min(k + 1, n))
+            done = min(k + 1, n)
+            out[tap] = self._neck(x, None, None) if k == n else {"tokens": x}
+        return out
 
     def features_from(self, feats: dict, tap: str, *, pre_neck: Hook = None,
                       post_neck: Hook = None) -> dict[str, Tensor]:

@@ -45,6 +45,7 @@ def main(args) -> int:
         if tap not in ctx.backbone.taps:
             raise ValueError(f"backbone {cfg.backbone} has no tap {tap!r} "
                              f"(taps: {', '.join(ctx.backbone.taps)})")
-        ctx.views_at(tap)
+    ctx.prepare_taps(taps)
+    for tap in taps:
         print(f"cached tap {tap} for {len(ctx.stream.domain_names)} domains in {cfg.cache_dir}/")
     return 0

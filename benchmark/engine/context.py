@@ -7,7 +7,7 @@ import random
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Dict
+from typing import Dict, Sequence
 
 import numpy as np
 import torch
@@ -85,15 +85,23 @@ class RunContext:
 
     def views_at(self, tap: str):
         """Cached-feature views of every domain at ``tap``, built (once) on first use."""
-        if tap not in self.views:
-            start = time.perf_counter()
-            with distributed.main_process_first():  # rank 0 builds missing entries, then the rest read
-                s = self.stream
-                self.views[tap] = tuple([self.cache.view(self.backbone, ds, tap) for ds in group]
-                                        for group in (s.train_datasets, s.test_datasets,
-                                                      s.general_datasets))
-            self.cache_seconds += time.perf_counter() - start
+        self.prepare_taps([tap])
         return self.views[tap]
+
+    def prepare_taps(self, taps: Sequence[str]) -> None:
+        """Build the views of every domain at each of ``taps`` not yet built; a dataset's missing
+        cache entries are computed in one encoder pass (``FeatureCache.views``)."""
+        todo = [tap for tap in dict.fromkeys(taps) if tap not in self.views]
+        if not todo:
+            return
+        start = time.perf_counter()
+        with distributed.main_process_first():  # rank 0 builds missing entries, then the rest read
+            s = self.stream
+            groups = [[self.cache.views(self.backbone, ds, todo) for ds in group]
+                      for group in (s.train_datasets, s.test_datasets, s.general_datasets)]
+        for tap in todo:
+            self.views[tap] = tuple([by_tap[tap] for by_tap in group] for group in groups)
+        self.cache_seconds += time.perf_counter() - start
 
 
 def check_options(cfg: RunConfig, device: torch.device) -> None:

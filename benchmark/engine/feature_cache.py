@@ -5,6 +5,9 @@ backbone name, a fingerprint of its weights, the image size, the tap, the storag
 dataset's files (path, size, modification time), so changed weights or changed files give a new
 entry. Entries are ``.npy`` files opened memory-mapped; an entry is built in a temporary folder and
 renamed into place when complete, so a crash never leaves a half-written entry that looks complete.
+The missing entries of one dataset at several taps are built together, in one encoder pass
+(``FeatureCache.views``; ``SAMBackbone.features_at_taps`` keeps each tap's features on the way, bit
+for bit those of a pass per tap).
 
 Faults: ``meta.json`` records each array file's size and sha256. Opening an entry checks the sizes
 (a truncated or missing file, an unreadable ``meta.json`` or an entry built before checksums is
@@ -24,7 +27,7 @@ import os
 import shutil
 import uuid
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
 import torch
@@ -167,18 +170,33 @@ class FeatureCache:
 
     def view(self, backbone, dataset, tap: str) -> Dataset:
         """The dataset as seen from ``tap``: unchanged for ``image``, else cached features."""
-        if tap == "image":
-            return dataset
+        return self.views(backbone, dataset, [tap])[tap]
+
+    def views(self, backbone, dataset, taps: Sequence[str]) -> Dict[str, Dataset]:
+        """``{tap: view(backbone, dataset, tap)}``; the missing entries are built together, in one
+        encoder pass (``backbone.features_at_taps``)."""
         self._clean_once()
-        entry = self.entry_dir(backbone, dataset, tap)
-        if entry.exists():
-            try:
-                return CachedFeatureDataset(dataset, open_entry(entry), tap, entry)
-            except CacheEntryError as exc:
-                log.warning("%s; rebuilding it", exc)
-                self._discard(entry)
-        self._build(backbone, dataset, tap, entry)
-        return CachedFeatureDataset(dataset, open_entry(entry), tap, entry)
+        out: Dict[str, Dataset] = {}
+        missing = []
+        for tap in dict.fromkeys(taps):
+            if tap == "image":
+                out[tap] = dataset
+                continue
+            entry = self.entry_dir(backbone, dataset, tap)
+            if entry.exists():
+                try:
+                    out[tap] = CachedFeatureDataset(dataset, open_entry(entry), tap, entry)
+                    continue
+                except CacheEntryError as exc:
+                    log.warning("%s; rebuilding it", exc)
+                    self._discard(entry)
+            missing.append(tap)
+        if missing:
+            entries = {tap: self.entry_dir(backbone, dataset, tap) for tap in missing}
+            self._build(backbone, dataset, entries)
+            for tap, entry in entries.items():
+                out[tap] = CachedFeatureDataset(dataset, open_entry(entry), tap, entry)
+        return out
 
     def verify(self) -> list:
         """Hash every entry in full; damaged ones are removed (the next use rebuilds them).
@@ -223,50 +241,63 @@ class FeatureCache:
             self._cleaned = True
 
     @torch.no_grad()
-    def _build(self, backbone, dataset, tap: str, entry: Path) -> None:
+    def _build(self, backbone, dataset, entries: Dict[str, Path]) -> None:
+        """Build the entry of each tap in ``entries`` ({tap: entry folder}) in one pass over
+        ``dataset``: each in a temporary folder, renamed into place when complete."""
         from tqdm.auto import tqdm
 
         self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self._tmp_name(entry.name)
-        tmp.mkdir()
+        tmps = {tap: self._tmp_name(entry.name) for tap, entry in entries.items()}
         try:
+            for tmp in tmps.values():
+                tmp.mkdir()
             device = next(backbone.parameters()).device
-            arrays: Dict[str, np.ndarray] = {}
+            arrays: Dict[str, Dict[str, np.ndarray]] = {tap: {} for tap in entries}
             n = len(dataset)
             name = getattr(dataset, "domain_name", None) or "dataset"
-            bar = tqdm(total=n, desc=f"cache {name} @ {tap}", unit="img", disable=not self.progress,
-                       leave=False)
+            bar = tqdm(total=n, desc=f"cache {name} @ {'+'.join(entries)}", unit="img",
+                       disable=not self.progress, leave=False)
             for start in range(0, n, self.batch_size):
                 idx = range(start, min(start + self.batch_size, n))
                 images = torch.stack([dataset.load_image(i) for i in idx]).to(device)
-                feats = backbone.features_at(images, tap)
-                for key, value in feats.items():
-                    value = value.detach().float().cpu().numpy().astype(_DTYPES[self.dtype])
-                    if key not in arrays:
-                        arrays[key] = np.lib.format.open_memmap(
-                            tmp / f"{key}.npy", mode="w+", dtype=value.dtype,
-                            shape=(n,) + value.shape[1:])
-                    arrays[key][start:start + len(idx)] = value
+                for tap, feats in _features_at_taps(backbone, images, list(entries)).items():
+                    self._write_batch(arrays[tap], tmps[tap], feats, start, n)
                 bar.update(len(idx))
             bar.close()
-            for arr in arrays.values():
-                arr.flush()
-            files = {f"{key}.npy": {"bytes": (tmp / f"{key}.npy").stat().st_size,
-                                    "sha256": sha256_file(tmp / f"{key}.npy")} for key in arrays}
-            meta = {"format": CACHE_FORMAT, "backbone": backbone.name, "tap": tap,
-                    "dtype": self.dtype, "items": n, "arrays": sorted(arrays),
-                    "domain": name, "files": files}
-            (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-            del arrays
-            try:
-                os.replace(tmp, entry)
-            except OSError:
-                # Another process finished the same entry first: keep theirs.
-                if not (entry / "meta.json").is_file():
-                    raise
+            for tap, entry in entries.items():
+                self._finish(tmps[tap], entry, arrays.pop(tap), backbone.name, tap, name, n)
         finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
+            for tmp in tmps.values():
+                if tmp.exists():
+                    shutil.rmtree(tmp, ignore_errors=True)
+
+    def _write_batch(self, arrays: Dict[str, np.ndarray], tmp: Path, feats: Dict[str, torch.Tensor],
+                     start: int, n: int) -> None:
+        """Features of one batch into the memory-mapped arrays of one entry (created at the first)."""
+        for key, value in feats.items():
+            value = value.detach().float().cpu().numpy().astype(_DTYPES[self.dtype])
+            if key not in arrays:
+                arrays[key] = np.lib.format.open_memmap(tmp / f"{key}.npy", mode="w+", dtype=value.dtype,
+                                                        shape=(n,) + value.shape[1:])
+            arrays[key][start:start + len(value)] = value
+
+    def _finish(self, tmp: Path, entry: Path, arrays: Dict[str, np.ndarray], backbone: str, tap: str,
+                domain: str, n: int) -> None:
+        """Flush an entry's arrays, write its meta.json (sizes and sha256) and rename it into place."""
+        for arr in arrays.values():
+            arr.flush()
+        files = {f"{key}.npy": {"bytes": (tmp / f"{key}.npy").stat().st_size,
+                                "sha256": sha256_file(tmp / f"{key}.npy")} for key in arrays}
+        meta = {"format": CACHE_FORMAT, "backbone": backbone, "tap": tap, "dtype": self.dtype,
+                "items": n, "arrays": sorted(arrays), "domain": domain, "files": files}
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+        arrays.clear()
+        try:
+            os.replace(tmp, entry)
+        except OSError:
+            # Another process finished the same entry first: keep theirs.
+            if not (entry / "meta.json").is_file():
+                raise
 
     def clear(self) -> int:
         """Delete every entry; returns how many were removed."""
@@ -277,6 +308,15 @@ class FeatureCache:
             shutil.rmtree(child, ignore_errors=True)
             count += 1
         return count
+
+
+def _features_at_taps(backbone, images: torch.Tensor, taps: Sequence[str]) -> Dict[str, dict]:
+    """``backbone.features_at_taps`` (one pass), or ``features_at`` per tap for a backbone-like
+    object that only has that."""
+    at_taps = getattr(backbone, "features_at_taps", None)
+    if at_taps is not None:
+        return at_taps(images, taps)
+    return {tap: backbone.features_at(images, tap) for tap in taps}
 
 
 def open_cache(root: Optional[str], dtype: str = "float32", progress: bool = True) -> FeatureCache:

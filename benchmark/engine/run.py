@@ -326,14 +326,18 @@ def _run_in_processes(orders: List[RunConfig], methods: List[str], runs: List[tu
     cost = {}
     for k, order_cfg in enumerate(orders):
         ctx = first if k == 0 else prepare(order_cfg)  # ``first``: the first order's, prepared
-        found = {m: resolve(order_cfg, ctx.stream_cfg, m, order_cfg.seeds[0]) for m in methods}
+        found = resolved(order_cfg, ctx, methods)
         cost.update({m: float(getattr(r.cls, "relative_cost", 1.0)) for m, r in found.items()})
-        for tap in sorted({r.tap for r in found.values()}):
-            ctx.views_at(tap)  # built once here; the workers read it
+        ctx.prepare_taps(sorted({r.tap for r in found.values()}))  # built once here; the workers read it
     runs = sorted(runs, key=lambda run: -cost[run[1]])  # the longest first (stable otherwise)
     paths = parallel.run_parallel(runs, _run_in_worker, jobs, threads, progress,
                                   init=_prepare_worker, initargs=(orders,))
     return [Path(p) for p in paths if p is not None]
+
+
+def resolved(cfg: RunConfig, ctx: RunContext, methods: Sequence[str]) -> Dict[str, Resolved]:
+    """Each method resolved under ``cfg`` (its first seed): its class, hyper-parameters and tap."""
+    return {m: resolve(cfg, ctx.stream_cfg, m, cfg.seeds[0]) for m in methods}
 
 
 def resolve_methods(cfg: RunConfig) -> List[str]:
@@ -375,6 +379,7 @@ def run_benchmark(cfg: RunConfig, progress: Optional[bool] = None) -> List[Path]
             return _run_in_processes(orders, methods, runs, jobs, threads, progress, ctx)
         for k, order_cfg in enumerate(orders):
             ctx = ctx if k == 0 else prepare(order_cfg)
+            ctx.prepare_taps(sorted({r.tap for r in resolved(order_cfg, ctx, methods).values()}))
             for _, method, seed in (r for r in runs if r[0] == k):
                 path = run_one(ctx, order_cfg, method, seed, default_observers(order_cfg, progress))
                 if path is not None:

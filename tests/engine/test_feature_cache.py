@@ -33,6 +33,31 @@ def test_cached_features_equal_live_features(backbone, dataset, tmp_path):
     assert torch.equal(item["mask"], dataset[3]["mask"])
 
 
+def test_several_taps_in_one_pass_equal_one_pass_each(backbone, dataset, tmp_path):
+    """``features_at_taps`` keeps what ``features_at`` gives per tap, bit for bit, and the cache
+    builds the missing taps of a dataset together into the same entries as one at a time."""
+    images = torch.stack([dataset.load_image(i) for i in range(3)])
+    taps = ["neck", "image", "block6", "block2"]
+    together = backbone.features_at_taps(images, taps)
+    assert sorted(together) == sorted(taps)
+    for tap in taps:
+        alone = backbone.features_at(images, tap)
+        assert sorted(together[tap]) == sorted(alone)
+        assert all(torch.equal(together[tap][k], alone[k]) for k in alone), tap
+    joint = FeatureCache(tmp_path / "joint", progress=False, batch_size=2)
+    single = FeatureCache(tmp_path / "single", progress=False, batch_size=2)
+    views = joint.views(backbone, dataset, ["block6", "neck"])
+    for tap in ("block6", "neck"):
+        one = single.view(backbone, dataset, tap)
+        assert joint.entry_dir(backbone, dataset, tap).name == single.entry_dir(backbone, dataset, tap).name
+        for i in range(len(dataset)):
+            a, b = views[tap][i]["features"], one[i]["features"]
+            assert all(torch.equal(a[k], b[k]) for k in b), (tap, i)
+    built = os.stat(joint.entry_dir(backbone, dataset, "neck") / "meta.json").st_mtime_ns
+    joint.views(backbone, dataset, ["neck", "block6"])  # both present: nothing rebuilt
+    assert os.stat(joint.entry_dir(backbone, dataset, "neck") / "meta.json").st_mtime_ns == built
+
+
 def test_cache_is_reused_and_invalidated_by_file_changes(backbone, dataset, tmp_path):
     cache = FeatureCache(tmp_path / "cache", progress=False)
     first = cache.entry_dir(backbone, dataset, "neck")
