@@ -13,6 +13,7 @@
 - ``comparable``: a record without what legitimately differs between two runs of one command.
 - ``tiny_domain``: a writer of small folder-format domains (random images with a bright square).
 - ``one_thread``: one torch intra-op thread for a module's tests.
+- ``block6_domains``: a random-weight sam_small and two tiny training domains cached at block6.
 - ``dead_pid``: the pid of a process that has exited (temporary files named with it are stale).
 """
 from __future__ import annotations
@@ -212,6 +213,29 @@ def _write_tiny_domain(root: Path, split: str = "test", n: int = 4, size: int = 
         Image.fromarray(mask).save(mask_dir / f"img{i:02d}.{mask_ext}")
     write_points_json(root / split, num_points=3, seed=seed)
     return root
+
+
+@pytest.fixture(scope="session")
+def block6_domains(tmp_path_factory) -> tuple:
+    """``(backbone, views)``: a random-weight sam_small (seed 0; strategies take deep copies) and
+    two tiny training domains (4 images, 48 px, seeds 0 and 1) cached at ``block6``, as the runner
+    feeds the LoRA family and the merging methods."""
+    import torch
+
+    from benchmark.backbones import build_backbone
+    from benchmark.engine.feature_cache import FeatureCache
+    from scenarios.folder import FolderSegmentationDataset
+
+    torch.manual_seed(0)
+    backbone = build_backbone("sam_small", checkpoint=None)
+    tmp = tmp_path_factory.mktemp("block6_domains")
+    cache = FeatureCache(tmp / "cache", progress=False)
+    views = []
+    for d in range(2):
+        root = _write_tiny_domain(tmp / f"dom{d}", split="train", n=4, size=48, seed=d)
+        ds = FolderSegmentationDataset(root, "train", image_size=256, domain_index=d)
+        views.append(cache.view(backbone, ds, "block6"))
+    return backbone, views
 
 
 @pytest.fixture(scope="session")

@@ -5,29 +5,18 @@ import copy
 import pytest
 import torch
 
-from benchmark.backbones import build_backbone
-from benchmark.engine.feature_cache import FeatureCache
 from methods.baselines._lora_common import task_arithmetic, ties_merge
-from scenarios.folder import FolderSegmentationDataset
 
 
 @pytest.fixture(scope="module")
-def backbone():
-    torch.manual_seed(0)
-    return build_backbone("sam_small", checkpoint=None)
+def backbone(block6_domains):
+    return block6_domains[0]
 
 
 @pytest.fixture(scope="module")
-def views(backbone, tmp_path_factory, tiny_domain):
+def views(block6_domains):
     """Two tiny domains (4 images each) cached at block6, as the runner feeds these methods."""
-    tmp = tmp_path_factory.mktemp("lora_data")
-    cache = FeatureCache(tmp / "cache", progress=False)
-    out = []
-    for d in range(2):
-        root = tiny_domain(tmp / f"dom{d}", split="train", n=4, size=48, seed=d)
-        ds = FolderSegmentationDataset(root, "train", image_size=256, domain_index=d)
-        out.append(cache.view(backbone, ds, "block6"))
-    return out
+    return block6_domains[1]
 
 
 def make(name, backbone, **hp):

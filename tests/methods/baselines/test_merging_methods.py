@@ -6,31 +6,21 @@ import copy
 import pytest
 import torch
 
-from benchmark.backbones import build_backbone
 from benchmark.core.registry import get_method
-from benchmark.engine.feature_cache import FeatureCache
 from methods.baselines._merging import MAGMAX_SCALE, max_abs, regmean
 from methods.samcl.augmodule import AugModule, config_for_backbone
-from scenarios.folder import FolderSegmentationDataset
 from scenarios.stream import to_avalanche
 
 
 @pytest.fixture(scope="module")
-def small_sam():
-    torch.manual_seed(0)
-    return build_backbone("sam_small", checkpoint=None)
+def small_sam(block6_domains):
+    return block6_domains[0]
 
 
 @pytest.fixture(scope="module")
-def two_domains(small_sam, tmp_path_factory, tiny_domain):
+def two_domains(block6_domains):
     """Two tiny domains (4 training images each) cached at block6."""
-    tmp = tmp_path_factory.mktemp("merging_data")
-    cache = FeatureCache(tmp / "cache", progress=False)
-    views = []
-    for d in range(2):
-        root = tiny_domain(tmp / f"dom{d}", split="train", n=4, size=48, seed=d)
-        views.append(cache.view(small_sam, FolderSegmentationDataset(root, "train", image_size=256,
-                                                                     domain_index=d), "block6"))
+    views = block6_domains[1]
     return to_avalanche(views, views).train_stream
 
 
