@@ -55,8 +55,8 @@ class EvalDomainSpec:
 class SyntheticSpec:
     """Settings of the built-in synthetic generator (scenarios/synthetic.py)."""
     seed: int = 0
-    train_per_domain: int = 24
-    test_per_domain: int = 12
+    train_per_domain: int = 12
+    test_per_domain: int = 8
     image_size: int | None = None  # generated side; defaults to the stream's image_size
     cache_dir: str = "cache/synthetic"
 

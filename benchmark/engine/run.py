@@ -26,7 +26,7 @@ from benchmark.core.registry import list_methods, load_module
 from benchmark.core.storage import StorageLedger
 from benchmark.engine import parallel, resume, saved_models
 from benchmark.engine.config import RunConfig
-from benchmark.engine.context import RunContext, prepare, seed_everything
+from benchmark.engine.context import RunContext, prepare, resolve_device, seed_everything
 from benchmark.engine.evaluator import evaluate_sharded, stack_rows
 from benchmark.engine.fingerprint import identify
 from benchmark.engine.observers import Observer, default_observers
@@ -367,6 +367,9 @@ def run_benchmark(cfg: RunConfig, progress: Optional[bool] = None) -> List[Path]
     """Run every (domain order, method, seed) of ``cfg``; write one record each into
     ``cfg.output`` (rank 0). The backbone, stream and cache are prepared once per order."""
     progress = cfg.progress if progress is None else progress
+    if not distributed.is_distributed() and parallel.plan_jobs(
+            cfg.jobs, 2, resolve_device(cfg.device), cfg.threads)[0] > 1:
+        parallel.start_server()  # the workers' imports overlap this process's preparation
     methods = resolve_methods(cfg)
     orders = order_configs(cfg)
     runs = [(k, method, seed) for k in range(len(orders)) for method in methods for seed in cfg.seeds]

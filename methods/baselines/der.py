@@ -108,8 +108,8 @@ class DERPlusPlus(LoRA):
         (f"method.items.{part}*", f"buffer_{part}") for part in ("inputs", "masks", "prompts", "logits"))
 
     defaults = {
-        # The paper's smallest buffer (200) exceeds the built-in stream's 120 training images; 50
-        # keeps it a fraction of the stream, about replay's 10 per past domain.
+        # The paper's smallest buffer is 200 items; 50 keeps it about replay's 10 per past domain on a
+        # small stream (the built-in stream, 60 training images: 25, methods/configs/der.yaml).
         "der_buffer_size": 50,
         # the authors' released values for DER++ on Seq-CIFAR-10 with a 500-item buffer (mammoth's
         # utils/best_args.py: alpha 0.2, beta 0.5)

@@ -45,7 +45,7 @@ class PromptPool(nn.Module):
 @register_method("l2p")
 class L2P(SAMStrategy):
     """L2P-style prompt pool: query-key chosen prompts appended to SAM's decoder tokens."""
-    relative_cost = 0.3  # a run's time against lora's (the default benchmark's records)
+    relative_cost = 0.2  # a run's time against lora's (the default benchmark's records)
 
     tap = "neck"
     defaults = {"pool_size": 10, "prompt_length": 5, "top_k": 5, "pull_weight": 0.5}

@@ -51,5 +51,6 @@ def test_regularizers_forget_less_than_lora(tmp_path):
     fm = {m: fm_samcl(np.array(r.matrices["iou"], dtype=float), r.stream["trained"])
           for m, r in records.items()}
     assert all(fm[m] < fm["lora"] for m in METHODS), fm
-    for name in METHODS:  # each at its own default strength (no preset on this stream)
-        assert records[name].hparams[OWN[name]] == get_method(name).declared_defaults()[OWN[name]], name
+    strength = {"si": "si_lambda", "mas": "mas_lambda", "gem": "gem_strength", "der": "der_alpha"}
+    for name, key in strength.items():  # each at its own default strength (no preset changes it)
+        assert records[name].hparams[key] == get_method(name).declared_defaults()[key], name

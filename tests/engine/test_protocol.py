@@ -73,6 +73,21 @@ def test_the_paper_stream_takes_none_of_the_builtin_streams_presets(capsys):
     assert all(src == "default" for _, src in rows.values() if src)
 
 
+def test_every_method_takes_the_builtin_streams_batch_and_its_own_buffers(capsys):
+    """methods/configs/base.yaml reaches every method; a method's own file adds its values."""
+    base = ("4", "preset base.yaml [stream:synthetic]")
+    for method in ("lora", "samcl", "zero_shot"):
+        assert main(["list", "--hparams", method]) == 0
+        assert _hparam_rows(capsys.readouterr().out)["batch_size"] == base, method
+    assert main(["list", "--hparams", "replay"]) == 0
+    rows = _hparam_rows(capsys.readouterr().out)
+    assert rows["buffer_per_domain"] == ("5", "preset replay.yaml [stream:synthetic]")
+    assert rows["batch_size"] == base
+    assert main(["list", "--hparams", "replay", "--stream", "paper"]) == 0
+    rows = _hparam_rows(capsys.readouterr().out)
+    assert rows["batch_size"] == ("8", "default") and rows["buffer_per_domain"] == ("10", "default")
+
+
 def test_the_protocol_enters_the_fingerprint_and_the_run_id(tiny_cache):
     def identity(protocol):
         cfg = load_run_config(None, {"protocol": protocol, "stream": "tiny", "checkpoint": None,

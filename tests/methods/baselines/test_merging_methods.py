@@ -167,5 +167,7 @@ def test_bad_settings_are_one_line_errors(small_sam):
 def test_merge_ties_takes_regcls_settings_on_the_paper_stream_only():
     presets = get_method("merge_ties").presets("paper", "sam_vit_b")
     assert [values for _, values in presets] == [{"density": 0.2, "lam": 0.55}]
-    assert get_method("merge_ties").presets("synthetic", "sam_small") == []
+    # on the built-in stream only the batch every method shares (methods/configs/base.yaml)
+    assert get_method("merge_ties").presets("synthetic", "sam_small") == [
+        ("preset base.yaml [stream:synthetic]", {"batch_size": 4})]
     assert get_method("merge_ties").declared_defaults()["lam"] == 1.0
