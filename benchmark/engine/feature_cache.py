@@ -260,7 +260,7 @@ class FeatureCache:
             for start in range(0, n, self.batch_size):
                 idx = range(start, min(start + self.batch_size, n))
                 images = torch.stack([dataset.load_image(i) for i in idx]).to(device)
-                for tap, feats in _features_at_taps(backbone, images, list(entries)).items():
+                for tap, feats in backbone.features_at_taps(images, list(entries)).items():
                     self._write_batch(arrays[tap], tmps[tap], feats, start, n)
                 bar.update(len(idx))
             bar.close()
@@ -308,15 +308,6 @@ class FeatureCache:
             shutil.rmtree(child, ignore_errors=True)
             count += 1
         return count
-
-
-def _features_at_taps(backbone, images: torch.Tensor, taps: Sequence[str]) -> Dict[str, dict]:
-    """``backbone.features_at_taps`` (one pass), or ``features_at`` per tap for a backbone-like
-    object that only has that."""
-    at_taps = getattr(backbone, "features_at_taps", None)
-    if at_taps is not None:
-        return at_taps(images, taps)
-    return {tap: backbone.features_at(images, tap) for tap in taps}
 
 
 def open_cache(root: Optional[str], dtype: str = "float32", progress: bool = True) -> FeatureCache:

@@ -5,8 +5,8 @@ runs use are built once, on disk), then each worker process prepares its own con
 files and runs whole runs, one at a time, pinned to ``threads_per_job`` intra-op threads. Workers
 are forked from a fork server (spawned where the platform has none: forking a process whose OpenMP
 threads have run is unsafe, and the server's have not run). ``start_server`` starts it before the
-parent prepares anything, so that the server imports the harness (torch, Avalanche: about 9 s) on
-another core meanwhile and every worker starts with those imports done. A run's record depends on its
+parent builds the stream and the cache, so that the server imports the harness (torch, Avalanche:
+about 9 s) on another core meanwhile and every worker starts with those imports done. A run's record depends on its
 thread count, never on how many jobs ran beside it. (torch.distributed runs are the other way to
 use several processes: ``jobs`` > 1 under torchrun is an error.)
 """

@@ -367,17 +367,16 @@ def run_benchmark(cfg: RunConfig, progress: Optional[bool] = None) -> List[Path]
     """Run every (domain order, method, seed) of ``cfg``; write one record each into
     ``cfg.output`` (rank 0). The backbone, stream and cache are prepared once per order."""
     progress = cfg.progress if progress is None else progress
-    if not distributed.is_distributed() and parallel.plan_jobs(
-            cfg.jobs, 2, resolve_device(cfg.device), cfg.threads)[0] > 1:
-        parallel.start_server()  # the workers' imports overlap this process's preparation
     methods = resolve_methods(cfg)
     orders = order_configs(cfg)
     runs = [(k, method, seed) for k in range(len(orders)) for method in methods for seed in cfg.seeds]
     check_output(cfg.output)
+    jobs, threads = parallel.plan_jobs(cfg.jobs, len(runs), resolve_device(cfg.device), cfg.threads)
+    if jobs > 1 and not distributed.is_distributed():
+        parallel.start_server()  # the workers' imports overlap this process's preparation
     written = []
     try:
         ctx = prepare(orders[0])
-        jobs, threads = parallel.plan_jobs(cfg.jobs, len(runs), ctx.device, cfg.threads)
         if jobs > 1:
             return _run_in_processes(orders, methods, runs, jobs, threads, progress, ctx)
         for k, order_cfg in enumerate(orders):

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from benchmark.cli import main
+from benchmark.backbones.base import SAMBackbone
 from benchmark.engine.feature_cache import FeatureCache
 from scenarios.fileio import STALE_AFTER_S
 from scenarios.folder import FolderSegmentationDataset
@@ -28,6 +29,8 @@ class FakeBackbone(torch.nn.Module):
 
     def features_at(self, images, tap):
         return {"tokens": images.float().unfold(2, 16, 16).unfold(3, 16, 16).mean((-1, -2)) * self.w}
+
+    features_at_taps = SAMBackbone.features_at_taps  # the interface's pass per tap
 
 
 @pytest.fixture(scope="module")
