@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import logging
 import math
 import warnings
 from pathlib import Path
@@ -42,9 +43,11 @@ from benchmark.core.losses import IOU_LOSSES, sam_loss
 from benchmark.core import statetree
 from benchmark.core.storage import KeptSamples
 from scenarios.fileio import ConfigError, read_yaml_mapping
+from scenarios.prefetch import Prefetcher, prefetchable
 from scenarios.stream import to_device
 
 PRESETS_DIR = Path(__file__).resolve().parent / "configs"
+log = logging.getLogger(__name__)
 
 
 #: ranges of the shared hyper-parameters: name -> (check, what it must be)
@@ -205,6 +208,8 @@ class SAMStrategy(SupervisedTemplate):
         #: has; the run's protocol sets them (benchmark/engine/protocol.py, configure_evaluation)
         self.upscale_mode, self.iou_loss = "bilinear", "project"
         self.channels_last = False
+        #: training batches loaded ahead in a background thread (run option ``prefetch``; 0: inline)
+        self.prefetch = 0
         self._ddp: Optional[nn.Module] = None
 
     def _init_template(self, model, placeholder, device, plugins) -> None:
@@ -524,7 +529,8 @@ class SAMStrategy(SupervisedTemplate):
         # make the CPU wait for the GPU at every step instead of preparing the next batch.
         self._epoch_losses: List[torch.Tensor] = []
         self._epoch_sizes: List[int] = []
-        super().training_epoch(**kwargs)
+        with self._loading_ahead():
+            super().training_epoch(**kwargs)
         if not self._epoch_losses:
             return
         losses = torch.stack(self._epoch_losses).cpu().tolist()  # the one wait of the epoch
@@ -536,6 +542,23 @@ class SAMStrategy(SupervisedTemplate):
         scale = self.world_size if self._ddp is not None else 1
         per_image = [v / scale / max(n, 1) for v, n in zip(losses, self._epoch_sizes)]
         self.loss_history.append(sum(per_image) / len(per_image))
+
+    @contextlib.contextmanager
+    def _loading_ahead(self):
+        """``self.dataloader`` wrapped in a ``Prefetcher`` for the epoch when ``prefetch`` is set and
+        the loader's order does not draw from the global generators (``prefetchable``)."""
+        loader = self.dataloader
+        if self.prefetch and not prefetchable(loader):
+            if not getattr(self, "_inline_noted", False):
+                log.warning("prefetch: %s trains from a %s, whose order draws from the global random "
+                            "generators; it is loaded inline", self.method_name, type(loader).__name__)
+                self._inline_noted = True
+        elif self.prefetch:
+            self.dataloader = Prefetcher(loader, self.device, self.prefetch)
+        try:
+            yield
+        finally:
+            self.dataloader = loader
 
     def _after_training_iteration(self, **kwargs):
         self._epoch_losses.append(self.loss.detach().float().reshape(()))

@@ -129,10 +129,17 @@ def _domain_of(ds: Dataset) -> int:
     return int(ds[0]["domain"])
 
 
+#: the half-precision dtypes a feature cache may serve (``cache_dtype``); computation is float32
+HALF_DTYPES = (torch.float16, torch.bfloat16)
+
+
 def to_device(batch: Any, device) -> Any:
-    """A collated batch (tensors, nested dicts of tensors, other values) moved to ``device``."""
+    """A collated batch (tensors, nested dicts of tensors, other values) moved to ``device``;
+    half-precision tensors (cached features stored as float16 / bfloat16) become float32 there,
+    after the copy (the exact widening, wherever it runs; autocast picks lower precision itself)."""
     if torch.is_tensor(batch):
-        return batch.to(device, non_blocking=True)
+        batch = batch.to(device, non_blocking=True)
+        return batch.float() if batch.dtype in HALF_DTYPES else batch
     if isinstance(batch, dict):
         return {k: to_device(v, device) for k, v in batch.items()}
     return batch

@@ -9,11 +9,14 @@
 
 SAM ViT-B at 1024 px with seeded random weights (no checkpoint needed; speed does not depend on the
 values) and a released-shape AugModule. Warm-up 1 iteration, then the median of N; images per
-second = batch size / median time. ``--precision bf16``, ``--channels-last`` and ``--attention sdpa`` time the
-options the harness runs with the same names (docs/scaling.md).
+second = batch size / median time. ``--precision bf16``, ``--channels-last`` and ``--attention`` time the
+options the harness runs with the same names (docs/scaling.md). ``--reference-as-released`` runs
+the reference's two ways (from the image; the reference route) as the reference does: official
+attention, fp32, one image at a time (B of them per timed iteration), while ours keep the options.
 
     .venv/bin/python scripts/bench_samcl_speed.py [--iters 3] [--threads T] [--device cuda]
-        [--batch-size B] [--precision fp32|bf16] [--channels-last] [--attention official|sdpa]
+        [--batch-size B] [--precision fp32|bf16] [--channels-last]
+        [--attention official|sdpa|folded] [--reference-as-released]
 """
 from __future__ import annotations
 
@@ -31,6 +34,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmark.backbones import build_backbone  # noqa: E402
+from benchmark.backbones.sam1 import sam_attention  # noqa: E402
 from benchmark.core.losses import sam_loss  # noqa: E402
 from methods.samcl.augmodule import AugModule, ModuleSet, config_for_backbone  # noqa: E402
 from methods.samcl.selector import ModuleSelector, pooled_tap  # noqa: E402
@@ -63,8 +67,10 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=1, help="images per step / prediction")
     ap.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="bf16: autocast")
     ap.add_argument("--channels-last", action="store_true", help="channels-last model and images")
-    ap.add_argument("--attention", choices=("official", "sdpa"), default="official",
+    ap.add_argument("--attention", choices=("official", "sdpa", "folded"), default="official",
                     help="the ViT attention path (the run option attention; official: as before it existed)")
+    ap.add_argument("--reference-as-released", action="store_true",
+                    help="the reference's ways in fp32 with the official attention, one image at a time")
     args = ap.parse_args()
     dev = torch.device(args.device)
     b = args.batch_size
@@ -110,19 +116,19 @@ def main() -> None:
     module = ms["d0"]
     opt = torch.optim.Adam(module.parameters(), lr=5e-3)
 
-    def step(feats: dict) -> None:
-        with ms.active("d0", points), autocast:
+    def step(feats: dict, k=slice(None), cast=autocast) -> None:
+        with ms.active("d0", points[k]), cast:
             enc = bb.features_from(feats, TAP, pre_neck=ms.pre_neck, post_neck=ms.post_neck)
-            low, iou = bb.decode(enc, points, labels)
-        loss = sam_loss(bb.upscale(low.float()), iou.float(), mask)
+            low, iou = bb.decode(enc, points[k], labels[k])
+        loss = sam_loss(bb.upscale(low.float()), iou.float(), mask[k])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
 
-    def train_from_image() -> None:
-        with torch.no_grad(), autocast:
-            feats = bb.features_at(image, TAP)
-        step(feats)
+    def train_from_image(k=slice(None), cast=autocast) -> None:
+        with torch.no_grad(), cast:
+            feats = bb.features_at(image[k], TAP)
+        step(feats, k, cast)
 
     def train_from_cache() -> None:
         step(load_file(str(tmp / "cache.safetensors"), device=str(dev)))
@@ -138,9 +144,9 @@ def main() -> None:
             return bb.decode(enc, points, labels)[0]
 
     @torch.no_grad()
-    def route_reference() -> torch.Tensor:
-        with autocast:
-            feats = bb.features_at(image, TAP)
+    def route_reference(k=slice(None), cast=autocast) -> torch.Tensor:
+        with cast:
+            feats = bb.features_at(image[k], TAP)
         pick = int(selector(pooled_tap(feats["tokens"].float())).argmax(1)[0])
         model = copy.deepcopy(bb)  # the reference copies the whole SAM per image
         ref = ModuleSet(cfg).attach(model.encoder_blocks)
@@ -148,9 +154,23 @@ def main() -> None:
         mod.load_state_dict(torch.load(tmp / f"{domains[pick % len(domains)]}.pth", weights_only=True,
                                        map_location=dev))
         ref.add("m", mod.to(dev))
-        with ref.active("m", points), autocast:
+        with ref.active("m", points[k]), cast:
             enc = model.features_from(feats, TAP, pre_neck=ref.pre_neck, post_neck=ref.post_neck)
-            return model.decode(enc, points, labels)[0]
+            return model.decode(enc, points[k], labels[k])[0]
+
+    def as_released(fn):
+        """``fn`` the reference's way: official attention, fp32, one image at a time."""
+        def run() -> None:
+            sam_attention(bb.sam, "official")
+            try:
+                for k in range(b):
+                    fn(slice(k, k + 1), contextlib.nullcontext())
+            finally:
+                sam_attention(bb.sam, bb.attention)
+        return run
+
+    reference_ways = ((as_released(train_from_image), as_released(route_reference))
+                      if args.reference_as_released else (train_from_image, route_reference))
 
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
     print(f"torch {torch.__version__}, device {dev} ({name}), threads {torch.get_num_threads()}, "
@@ -161,9 +181,10 @@ def main() -> None:
         print(f"{label}: {slow_name} {slow * 1e3:.1f} ms ({b / slow:.3g} img/s), {fast_name} "
               f"{fast * 1e3:.1f} ms ({b / fast:.3g} img/s) -> {slow / fast:.2f}x")
 
-    report("(a) training step", "from image", timed(train_from_image, args.iters),
+    released = " (as released: fp32, official attention, 1 image at a time)" if args.reference_as_released else ""
+    report("(a) training step", f"from image{released}", timed(reference_ways[0], args.iters),
            "from block-6 cache", timed(train_from_cache, args.iters))
-    report("(b) routed prediction", "reference route", timed(route_reference, args.iters),
+    report("(b) routed prediction", f"reference route{released}", timed(reference_ways[1], args.iters),
            "ours from cache", timed(route_ours, args.iters))
     ms.detach()
 

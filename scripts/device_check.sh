@@ -1,32 +1,42 @@
 #!/usr/bin/env bash
-# The GPU checks of docs/scaling.md in one go (about 5 minutes on one GPU):
-#   1. the full-size path end to end on the sample fixtures (each sample domain's test images,
-#      repeated REPEAT times under new names by python -m scenarios.repeat, also used for training):
-#      SAM ViT-B and SAM2.1 Hiera-T at 1024 px with random weights, fp32 and bf16, SAM ViT-B with
-#      each attention path (official, sdpa; SAM2's own attention is already SDPA), then images per
-#      second of training and evaluation (run_benchmark.py throughput on OUT_DIR/records_<path>:
-#      the attention path is not part of the run id, so each path's records get their own folder);
-#   2. the CUDA tests: bf16 / channels-last records against fp32, SAM2.1 at 1024 in bf16 +
-#      channels-last, torchrun with nccl, a run with each attention path;
-#   3. SAMCL at 1024 px (SAM ViT-B, random weights): training step and routed prediction,
-#      fp32 / bf16 / bf16 + channels-last at batch 1, bf16 at batch 8 (scripts/bench_samcl_speed.py),
-#      each with the official and the sdpa attention; one ViT-B block, official vs sdpa attention,
-#      fp32 and bf16 (scripts/bench_attention.py).
+# The GPU checks of docs/scaling.md in one call, the most wanted first, so that a call cut short by
+# its time limit still leaves the first tables (each step's output goes to OUT_DIR/<step>.log as it
+# runs; the device tool brings OUT_DIR back even after a timeout):
+#   1. env: the GPU, torch and the packages;
+#   2. attention: one SAM ViT-B block on 64x64 tokens, official vs sdpa vs folded, fp32 and bf16
+#      (scripts/bench_attention.py);
+#   3. the harness on SAM ViT-B at 1024 px (random weights) over the sample images, each repeated
+#      REPEAT times (python -m scenarios.repeat; each domain's test images also its training set):
+#      samcl, lora and finetune_decoder the old way (attention official, fp32, float32 cache, batch
+#      4) and the new way (attention folded, bf16, bfloat16 cache, prefetch 2, batch BATCH,
+#      evaluation batch 2 x BATCH); one `run_benchmark.py throughput` table over both (images/s,
+#      paper-protocol minutes);
+#   4. SAMCL against the reference's way in one run (scripts/bench_samcl_speed.py
+#      --reference-as-released: the reference's training from the image and its routed prediction
+#      in fp32 with the official attention, one image at a time, against ours from the block-6
+#      cache), ours new (folded, bf16, batch BATCH) and old (official, fp32, batch 1);
+#   5. the harness on SAM2.1 Hiera-T at 1024 px, old and new as in 3 (its attention is SDPA already);
+#   6. compile: samcl and lora on SAM ViT-B the new way with compile=true (compilation takes
+#      minutes, hence late), and the SAM ViT-B table again with them;
+#   7. the CUDA tests: prefetching on a side stream, bf16 / channels-last records against fp32, SAM2.1
+#      at 1024, torchrun with nccl, the attention paths in whole runs.
 #
 #   bash scripts/device_check.sh OUT_DIR [SAMPLES_DIR]
 #
 # SAMPLES_DIR holds Kvasir/test and ISIC/test in the folder format (default
 # ../shared/fixtures/samcl_samples). PY (default python3) must import the project's requirements;
 # where they are missing and pip cannot reach an index, make wheels with
-# scripts/fetch_device_wheels.sh, carry .whl/ and set WHEELS=.whl. DEVICE (default cuda),
-# BACKBONES (default "sam_vit_b sam2.1_hiera_t"), EPOCHS (default 5), REPEAT (default 8) and
-# SKIP_SPEED=1 (step 3 times SAM ViT-B, minutes on a CPU) exist for dry runs on a CPU
-# (DEVICE=cpu BACKBONES=sam_small REPEAT=1 SKIP_SPEED=1 ...). Each step's output goes to
-# OUT_DIR/<step>.log; a failing step does not stop the others, and the exit status is the number
-# of failed steps.
+# scripts/fetch_device_wheels.sh, carry .whl/ and set WHEELS=.whl. DEVICE (default cuda), EPOCHS
+# (default 3), REPEAT (default 8), BATCH (default 16), STEPS (default "env attention vit_b speed
+# hiera_t compile tests": the steps to run) and VIT_B / HIERA_T (the backbones of steps 3 and 5) exist for
+# dry runs on a CPU (DEVICE=cpu VIT_B=sam_small HIERA_T=sam_small REPEAT=1 STEPS="env vit_b" ...).
+# A failing step does not stop the others; the exit status is the number of failed steps.
 set -uo pipefail
-BACKBONES=${BACKBONES:-sam_vit_b sam2.1_hiera_t}
-EPOCHS=${EPOCHS:-5}
+EPOCHS=${EPOCHS:-3}
+BATCH=${BATCH:-16}
+STEPS=${STEPS:-env attention vit_b speed hiera_t compile tests}
+VIT_B=${VIT_B:-sam_vit_b}
+HIERA_T=${HIERA_T:-sam2.1_hiera_t}
 source "$(dirname "$0")/device_common.sh"
 
 failed=0
@@ -36,51 +46,54 @@ step() {  # step NAME COMMAND...: run, log to $OUT/NAME.log, report status and s
   echo "== $name: $*"
   "$@" > "$OUT/$name.log" 2>&1
   local rc=$?
-  tail -n 25 "$OUT/$name.log"
+  tail -n 30 "$OUT/$name.log"
   echo "== $name: exit $rc in $((SECONDS - t0)) s"
   [ $rc -eq 0 ] || failed=$((failed + 1))
 }
+wanted() { [[ " $STEPS " == *" $1 "* ]]; }
 
-step env bash -c "nvidia-smi -L 2>/dev/null; $PY -c 'import sys, torch, segment_anything, sam2, avalanche, peft; \
-print(sys.version.split()[0], \"torch\", torch.__version__, \"cuda\", torch.version.cuda, \
-torch.cuda.get_device_name(0) if torch.cuda.is_available() else \"no GPU\")'"
-
-attention_paths_of() {  # attention_paths_of BACKBONE: the paths to time (SAM2 has only its own, SDPA)
-  case "$1" in sam2*) echo sdpa ;; *) echo official sdpa ;; esac
+OLD=(--set attention=official --set precision=fp32 --set cache_dtype=float32 --set hparams.batch_size=4)
+NEW=(--set attention=folded --set precision=bf16 --set cache_dtype=bfloat16 --set prefetch=2
+     --set hparams.batch_size="$BATCH" --set hparams.eval_batch_size=$((2 * BATCH)))
+harness() {  # harness NAME BACKBONE METHODS OPTIONS...: one run_benchmark.py call into $OUT/records_BACKBONE
+  local name=$1 backbone=$2 methods=$3; shift 3
+  step "$name" "$PY" run_benchmark.py --stream "$STREAM" --backbone "$backbone" \
+      --set stream_overrides.image_size="$(image_size_of "$backbone")" --checkpoint none \
+      --device "$DEVICE" --methods "$methods" --output "$OUT/records_$backbone" \
+      --set cache_dir="$OUT/cache" --set hparams.epochs="$EPOCHS" --no-progress --no-report "$@"
 }
-for BACKBONE in $BACKBONES; do
-  SIZE=$(image_size_of "$BACKBONE")
-  for attention in $(attention_paths_of "$BACKBONE"); do
-    for precision in fp32 bf16; do
-      step "full_${BACKBONE}_${precision}_$attention" "$PY" run_benchmark.py --stream "$STREAM" \
-          --backbone "$BACKBONE" --set stream_overrides.image_size="$SIZE" \
-          --checkpoint none --device "$DEVICE" --methods samcl,lora,finetune_decoder \
-          --output "$OUT/records_$attention" --set cache_dir="$OUT/cache" --set hparams.epochs="$EPOCHS" \
-          --set hparams.batch_size=4 --set precision=$precision --set attention=$attention \
-          --no-progress --no-report
-    done
-  done
-done
-for attention in official sdpa; do
-  [ -d "$OUT/records_$attention" ] && step "throughput_$attention" "$PY" run_benchmark.py throughput \
-      "$OUT/records_$attention" --markdown
-done
 
+wanted env && step env bash -c "nvidia-smi -L 2>/dev/null; $PY -c 'import sys, torch, segment_anything, \
+sam2, avalanche, peft; print(sys.version.split()[0], \"torch\", torch.__version__, \"cuda\", torch.version.cuda, \
+torch.cuda.get_device_name(0) if torch.cuda.is_available() else \"no GPU\")'"
+for dtype in bf16 fp32; do
+  wanted attention && step "attention_$dtype" "$PY" scripts/bench_attention.py --device "$DEVICE" \
+      --iters 20 --warmup 3 --dtype $dtype
+done
+if wanted vit_b; then
+  harness vit_b_old "$VIT_B" samcl,lora,finetune_decoder "${OLD[@]}"
+  harness vit_b_new "$VIT_B" samcl,lora,finetune_decoder "${NEW[@]}"
+  step vit_b_throughput "$PY" run_benchmark.py throughput "$OUT/records_$VIT_B" --markdown
+fi
+if wanted speed; then
+  step speed_new "$PY" scripts/bench_samcl_speed.py --device "$DEVICE" --iters 10 --attention folded \
+      --precision bf16 --batch-size "$BATCH" --reference-as-released
+  step speed_old "$PY" scripts/bench_samcl_speed.py --device "$DEVICE" --iters 10 --attention official \
+      --reference-as-released
+fi
+if wanted hiera_t; then
+  harness hiera_t_old "$HIERA_T" samcl,lora,finetune_decoder "${OLD[@]}"
+  harness hiera_t_new "$HIERA_T" samcl,lora,finetune_decoder "${NEW[@]}"
+  step hiera_t_throughput "$PY" run_benchmark.py throughput "$OUT/records_$HIERA_T" --markdown
+fi
+if wanted compile; then
+  harness vit_b_compiled "$VIT_B" samcl,lora "${NEW[@]}" --set compile=true
+  step vit_b_throughput_compiled "$PY" run_benchmark.py throughput "$OUT/records_$VIT_B" --markdown
+fi
 marks=(); [ "$DEVICE" = cpu ] && marks=(-m "not slow")  # a CPU dry run leaves the slow ones out
-step tests "$PY" -m pytest -q -p no:cacheprovider tests/e2e/test_precision_runs.py tests/e2e/test_torchrun.py \
-    -k "cuda or sam2 or nccl or sdpa" "${marks[@]}"
-
-for opts in "" "--precision bf16" "--precision bf16 --channels-last" "--precision bf16 --batch-size 8"; do
-  [ -z "${SKIP_SPEED:-}" ] || break
-  for attention in official sdpa; do
-    tag=$(echo "speed $opts $attention" | tr -s ' -' '_' | sed 's/_$//')
-    step "$tag" "$PY" scripts/bench_samcl_speed.py --device "$DEVICE" --iters 20 --attention $attention $opts
-  done
-done
-for dtype in fp32 bf16; do
-  [ -z "${SKIP_SPEED:-}" ] || break
-  step "attention_$dtype" "$PY" scripts/bench_attention.py --device "$DEVICE" --iters 20 --warmup 3 --dtype $dtype
-done
+wanted tests && step tests "$PY" -m pytest -q -p no:cacheprovider tests/scenarios/test_prefetch.py \
+    tests/e2e/test_determinism.py tests/e2e/test_precision_runs.py tests/e2e/test_torchrun.py \
+    -k "cuda or sam2 or nccl or attention_runs" "${marks[@]}"
 rm -rf "$OUT/cache" "$SAMPLE_COPY"
 echo "== $failed step(s) failed; logs in $OUT"
 exit $failed

@@ -11,16 +11,23 @@ Hook = Optional[Callable[[Tensor], Tensor]]
 #: the ways ``SAMBackbone.upscale`` brings low-res logits to the mask size
 UPSCALE_MODES = ("bilinear", "nearest")
 #: the run option ``attention``: how the encoder blocks compute attention (``set_attention``)
-ATTENTION_PATHS = ("auto", "official", "sdpa")
+ATTENTION_PATHS = ("auto", "official", "sdpa", "folded")
 
 
-def resolve_attention(path: str, device: torch.device | str) -> str:
-    """``auto`` -> ``sdpa`` on CUDA, ``official`` elsewhere (docs/scaling.md, "The attention
-    path": on this project's CPU the SDPA path is not faster); other values are returned as given."""
+#: ``auto`` folds the bias from this token-grid side up (docs/scaling.md, "The attention path")
+FOLDED_FROM_GRID = 32
+
+
+def resolve_attention(path: str, grid: int = 64) -> str:
+    """``auto`` -> ``folded`` for an encoder on a ``grid`` x ``grid`` token map of at least
+    ``FOLDED_FROM_GRID`` (SAM ViT-B/L/H at 1024 px: 64; about 2.5x faster blocks 7-11 on this
+    project's CPU, and the path that lets the flash kernels run on a GPU), ``official`` below
+    (``sam_small``'s 16x16 tokens, where the paths are within a few percent); other values are
+    returned as given (docs/scaling.md, "The attention path")."""
     if path not in ATTENTION_PATHS:
         raise ValueError(f"attention must be one of {', '.join(ATTENTION_PATHS)}, got {path!r}")
     if path == "auto":
-        return "sdpa" if torch.device(device).type == "cuda" else "official"
+        return "folded" if grid >= FOLDED_FROM_GRID else "official"
     return path
 
 
@@ -62,8 +69,8 @@ class SAMBackbone(nn.Module):
         raise NotImplementedError
 
     def set_attention(self, path: str) -> str:
-        """Make the encoder blocks compute attention the ``path`` way (``official`` or ``sdpa``;
-        ``auto`` resolves on the backbone's device); returns what they run now, also kept in
+        """Make the encoder blocks compute attention the ``path`` way (``official``, ``sdpa`` or
+        ``folded``; ``auto`` resolves by the token grid); returns what they run now, also kept in
         ``self.attention``. Parameters, hooks and adapters on the blocks are kept."""
         raise NotImplementedError
 

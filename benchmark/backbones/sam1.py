@@ -48,10 +48,54 @@ class SdpaAttention(Attention):
         return self.proj(x.permute(0, 2, 1, 3).reshape(b, h, w, -1))
 
 
+def folded_qkv(q: Tensor, k: Tensor, v: Tensor, rel_pos_h: Tensor, rel_pos_w: Tensor,
+               size: tuple[int, int], scale: float) -> tuple[Tensor, Tensor, Tensor]:
+    """Queries, keys and values whose plain dot product (scale 1) is the official attention's
+    logits with the decomposed relative-position bias: ``q' = [q * scale, rel_h, rel_w]`` and
+    ``k' = [k, onehot(key row), onehot(key column)]``, so ``q' . k'`` adds ``rel_h[q, row(k)] +
+    rel_w[q, col(k)]``. All three are zero-padded to one head dimension, a multiple of 8 (the
+    fused kernels' rule; ``v``'s padding is sliced off the output). No mask is left, so the fused
+    kernels (CUDA flash, CPU flash with its backward) apply."""
+    h, w = size
+    b, heads, n, d = q.shape
+    r_q = q.reshape(b * heads, h, w, d)
+    rel_h = torch.einsum("bhwc,hkc->bhwk", r_q, get_rel_pos(h, h, rel_pos_h)).reshape(b, heads, n, h)
+    rel_w = torch.einsum("bhwc,wkc->bhwk", r_q, get_rel_pos(w, w, rel_pos_w)).reshape(b, heads, n, w)
+    dim = d + h + w
+    pad = -dim % 8
+    eye_h = torch.eye(h, dtype=k.dtype, device=k.device).repeat_interleave(w, 0)  # (n, h): row of key n
+    eye_w = torch.eye(w, dtype=k.dtype, device=k.device).repeat(h, 1)            # (n, w): column of key n
+    onehot = torch.cat([eye_h, eye_w, k.new_zeros(n, pad)], -1).expand(b, heads, n, h + w + pad)
+    q_aug = torch.cat([q * scale, rel_h.to(q.dtype), rel_w.to(q.dtype), q.new_zeros(b, heads, n, pad)], -1)
+    return q_aug, torch.cat([k, onehot], -1), F.pad(v, (0, dim + pad - d))
+
+
+class FoldedAttention(Attention):
+    """The official ViT ``Attention`` (same parameters and state) computed by
+    ``F.scaled_dot_product_attention`` without a mask: the decomposed relative-position bias is
+    folded into augmented queries and keys (``folded_qkv``; head dimension 64 + h + w, e.g. 192 in
+    ViT-B's global blocks), so the flash kernels apply and no (HW, HW) bias is materialised.
+    Installed by class assignment, like ``SdpaAttention``."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, h, w, _ = x.shape
+        q, k, v = self.qkv(x).reshape(b, h * w, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
+        d = q.shape[-1]
+        if self.use_rel_pos:
+            q, k, v = folded_qkv(q, k, v, self.rel_pos_h, self.rel_pos_w, (h, w), self.scale)
+        x = F.scaled_dot_product_attention(q, k, v, scale=1.0 if self.use_rel_pos else self.scale)
+        return self.proj(x[..., :d].permute(0, 2, 1, 3).reshape(b, h, w, -1))
+
+
+#: the classes ``sam_attention`` installs, by attention path
+ATTENTION_CLASSES = {"official": Attention, "sdpa": SdpaAttention, "folded": FoldedAttention}
+
+
 def sam_attention(model: nn.Module, path: str) -> int:
-    """Switch every ViT ``Attention`` inside ``model`` to ``path`` ("official" | "sdpa") in place;
-    returns how many were switched (the mask decoder's attention is another class, untouched)."""
-    cls = {"official": Attention, "sdpa": SdpaAttention}[path]
+    """Switch every ViT ``Attention`` inside ``model`` to ``path`` (a key of ``ATTENTION_CLASSES``)
+    in place; returns how many were switched (the mask decoder's attention is another class,
+    untouched)."""
+    cls = ATTENTION_CLASSES[path]
     found = [m for m in model.modules() if isinstance(m, Attention)]
     for m in found:
         m.__class__ = cls
@@ -74,7 +118,7 @@ class Sam1Backbone(SAMBackbone):
         self.taps = ("image", *(f"block{k}" for k in range(len(enc.blocks))), "neck")
 
     def set_attention(self, path: str) -> str:
-        self.attention = resolve_attention(path, self.device)
+        self.attention = resolve_attention(path, self.embed_size)
         sam_attention(self.sam.image_encoder, self.attention)
         return self.attention
 

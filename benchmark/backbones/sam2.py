@@ -44,7 +44,7 @@ class Sam2Backbone(SAMBackbone):
         """Nothing to switch: Hiera's ``MultiScaleAttention`` (sam2 1.1.0) already calls
         ``F.scaled_dot_product_attention`` and has no relative-position bias, so every value runs
         it unchanged and ``self.attention`` stays ``sdpa`` (a run record says so)."""
-        resolve_attention(path, self.device)  # an unknown value is still an error
+        resolve_attention(path)  # an unknown value is still an error
         return self.attention
 
     def preprocess(self, images: Tensor) -> Tensor:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
 
 from benchmark.backbones.base import ATTENTION_PATHS
+from benchmark.engine.feature_cache import CACHE_DTYPES
 from benchmark.engine.protocol import available_protocols
 from scenarios.fileio import ConfigError, parse_value, read_yaml_mapping, set_dotted
 
@@ -29,6 +30,7 @@ class RunConfig:
     cache_dir: str = "cache/features"
     cache_dtype: str = "float32"
     num_workers: int = 0
+    prefetch: int = 0                  # batches loaded ahead in a background thread (0: inline)
     jobs: Union[int, str] = 1          # runs at once in worker processes; auto: CPUs (1 on a GPU)
     progress: bool = True
     hparams: Dict[str, Any] = field(default_factory=dict)
@@ -40,7 +42,8 @@ class RunConfig:
     precision: str = "fp32"            # fp32 | bf16 (autocast; GPU, or a CPU with native bf16)
     channels_last: bool = False        # channels-last tensors (a GPU speed option)
     threads: Optional[int] = 1         # torch intra-op threads per run (CPU sums depend on it); null: torch's own
-    attention: str = "auto"            # auto | official | sdpa: the SAM ViT attention path
+    attention: str = "auto"            # auto | official | sdpa | folded: the SAM ViT attention path
+    compile: bool = False              # torch.compile the blocks and the decoder (engine/compiled.py)
     tensorboard: Optional[str] = None  # a folder for TensorBoard scalars (needs `tensorboard`)
     wandb: Optional[str] = None        # a Weights & Biases project for losses and R rows
     csv_log: Optional[str] = None      # a folder for CSV logs of losses and R rows
@@ -100,12 +103,16 @@ def _validate(cfg: RunConfig, source: str) -> None:
     if isinstance(cfg.methods, list):
         twice = sorted({m for m in cfg.methods if cfg.methods.count(m) > 1})
         need(not twice, "methods", f"names {', '.join(map(repr, twice))} more than once")
-    need(cfg.cache_dtype in ("float32", "float16"), "cache_dtype", "must be float32 or float16")
+    need(cfg.cache_dtype in CACHE_DTYPES, "cache_dtype",
+         f"must be one of {', '.join(CACHE_DTYPES)}, got {cfg.cache_dtype!r}")
     need(isinstance(cfg.hparams, dict), "hparams", "must be a mapping")
     need(isinstance(cfg.method_hparams, dict) and all(isinstance(v, dict) for v in cfg.method_hparams.values()),
          "method_hparams", "must map method names to mappings")
     need(isinstance(cfg.stream_overrides, dict), "stream_overrides", "must be a mapping")
-    need(isinstance(cfg.num_workers, int) and cfg.num_workers >= 0, "num_workers", "must be an integer >= 0")
+    for name in ("num_workers", "prefetch"):
+        value = getattr(cfg, name)
+        need(isinstance(value, int) and not isinstance(value, bool) and value >= 0, name,
+             f"must be an integer >= 0, got {value!r}")
     need(cfg.jobs == "auto" or (isinstance(cfg.jobs, int) and not isinstance(cfg.jobs, bool)
                                 and cfg.jobs >= 1), "jobs", f"must be 'auto' or an integer >= 1, got {cfg.jobs!r}")
     for name in ("wandb", "csv_log"):
@@ -113,7 +120,7 @@ def _validate(cfg: RunConfig, source: str) -> None:
         need(value is None or (isinstance(value, str) and value), name, "must be a name or null")
     need(isinstance(cfg.save_masks, int) and not isinstance(cfg.save_masks, bool)
          and cfg.save_masks >= 0, "save_masks", "must be an integer >= 0")
-    for name in ("resume", "deterministic", "channels_last", "progress", "log_samples"):
+    for name in ("resume", "deterministic", "channels_last", "progress", "log_samples", "compile"):
         need(isinstance(getattr(cfg, name), bool), name, "must be true or false")
     need(cfg.precision in ("fp32", "bf16"), "precision", "must be fp32 or bf16")
     need(cfg.threads is None or (isinstance(cfg.threads, int) and not isinstance(cfg.threads, bool)

@@ -8,7 +8,7 @@ plus the extra metrics a domain declares in the stream YAML (``reporting/domain_
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, NamedTuple, Optional, Sequence
 
 import numpy as np
 import torch
@@ -22,14 +22,15 @@ from benchmark.reporting.metrics import SCORES, image_scores
 @torch.no_grad()
 def evaluate_domains(strategy, datasets: Sequence, *, batch_size: int = 16, num_workers: int = 0,
                      progress=None, metrics: Optional[Sequence[Sequence[str]]] = None,
-                     samples: Optional[Callable] = None) -> Dict[str, List[float]]:
+                     samples: Optional[Callable] = None, prefetch: int = 0) -> Dict[str, List[float]]:
     """Mean IoU / Dice / MAE of ``strategy.predict`` on each dataset, in order; ``metrics``: per
     dataset, the extra metrics it declares (``domain_metrics.py``; NaN for the others);
     ``samples(k, dataset)``: a callable per dataset that sees every batch's per-image results
-    (``engine/samples.py``)."""
+    (``engine/samples.py``); ``prefetch``: batches loaded ahead (``scenarios/prefetch.py``)."""
     metrics = list(metrics) if metrics is not None else [()] * len(datasets)
     strategy.model.eval()
-    sums = [_score_domain(strategy, ds, names, batch_size, num_workers, progress,
+    loading = _Loading(batch_size, num_workers, prefetch)
+    sums = [_score_domain(strategy, ds, names, loading, progress,
                           None if samples is None else samples(k, ds))
             for k, (ds, names) in enumerate(zip(datasets, metrics))]
     return _reduce(sums, metrics)
@@ -48,10 +49,25 @@ def _reduce(sums: Sequence[tuple], metrics: Sequence[Sequence[str]]) -> Dict[str
     return scores
 
 
-def _score_domain(strategy, dataset, names: Sequence[str], batch_size: int, num_workers: int,
-                  progress, sink: Optional[Callable] = None) -> tuple:
+class _Loading(NamedTuple):
+    batch_size: int
+    num_workers: int
+    prefetch: int
+
+    def batches(self, dataset, device: torch.device):
+        """The dataset's batches in order (pinned for a GPU; ``prefetch`` ahead when set)."""
+        from scenarios.prefetch import Prefetcher
+        from scenarios.stream import collate_samples
+
+        loader = DataLoader(dataset, batch_size=self.batch_size, shuffle=False, num_workers=self.num_workers,
+                            collate_fn=collate_samples, pin_memory=device.type == "cuda")
+        return Prefetcher(loader, device, self.prefetch) if self.prefetch else loader
+
+
+def _score_domain(strategy, dataset, names: Sequence[str], loading: _Loading, progress,
+                  sink: Optional[Callable] = None) -> tuple:
     """Summed per-image scores (and domain-metric statistics) of one dataset, and its image count."""
-    from scenarios.stream import collate_samples, to_device
+    from scenarios.stream import to_device
 
     device = strategy.device
     # Sums stay on the device until the domain is done (no CPU-GPU wait per batch); float64
@@ -59,10 +75,8 @@ def _score_domain(strategy, dataset, names: Sequence[str], batch_size: int, num_
     sums = {m: torch.zeros((), dtype=torch.float64, device=device) for m in SCORES}
     extra = {m: np.zeros(DOMAIN_METRICS[m].width) for m in names}
     count = 0
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False,
-                        num_workers=num_workers, collate_fn=collate_samples)
-    for batch in loader:
-        batch = to_device(batch, device)
+    for batch in loading.batches(dataset, device):
+        batch = to_device(batch, device)  # nothing to do for a prefetched batch
         logits = strategy.upscale(strategy.predict(batch))
         per_image = image_scores(logits, batch["mask"])
         for m in SCORES:
@@ -86,18 +100,19 @@ def stack_rows(rows: List[Dict[str, List[float]]]) -> Dict[str, np.ndarray]:
 
 @torch.no_grad()
 def evaluate_sharded(strategy, datasets: Sequence, *, batch_size: int = 16, num_workers: int = 0,
-                     progress=None, metrics=None, samples=None) -> Dict[str, List[float]]:
+                     progress=None, metrics=None, samples=None, prefetch: int = 0) -> Dict[str, List[float]]:
     """``evaluator.evaluate_domains`` over all processes: each scores its shard, then the score
     sums, domain-metric statistics and image counts are all-reduced (every image counted once).
     Per-image ``samples`` need one process (``context.check_options`` refuses them under torchrun)."""
     if not distributed.is_distributed():
         return evaluate_domains(strategy, datasets, batch_size=batch_size, num_workers=num_workers,
-                                progress=progress, metrics=metrics, samples=samples)
+                                progress=progress, metrics=metrics, samples=samples, prefetch=prefetch)
     metrics = list(metrics) if metrics is not None else [()] * len(datasets)
     w = distributed.world_size()
     strategy.model.eval()
-    sums = [_score_domain(strategy, distributed.shard(ds, distributed.rank(), w), names,
-                          batch_size, num_workers, progress) for ds, names in zip(datasets, metrics)]
+    loading = _Loading(batch_size, num_workers, prefetch)
+    sums = [_score_domain(strategy, distributed.shard(ds, distributed.rank(), w), names, loading, progress)
+            for ds, names in zip(datasets, metrics)]
     device = strategy.device if torch.distributed.get_backend() == "nccl" else torch.device("cpu")
     out = []
     for (total, count), names in zip(sums, metrics):

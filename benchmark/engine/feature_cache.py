@@ -38,7 +38,26 @@ from scenarios.fileio import ATOMIC_TEMPS, clean_stale_temps, owner_tag, sha256_
 log = logging.getLogger(__name__)
 
 CACHE_FORMAT = 1
-_DTYPES = {"float32": np.float32, "float16": np.float16}
+#: storage dtype -> the numpy dtype of its arrays; numpy has no bfloat16, so a ``bfloat16`` entry
+#: holds the raw bits as int16 (``storage_array`` / ``served_tensor`` convert)
+_DTYPES = {"float32": np.float32, "float16": np.float16, "bfloat16": np.int16}
+CACHE_DTYPES = tuple(_DTYPES)
+
+
+def storage_array(value: torch.Tensor, dtype: str) -> np.ndarray:
+    """Features as stored in a ``dtype`` entry (rounded to nearest even, as torch casts)."""
+    value = value.detach()
+    if dtype == "bfloat16":
+        return value.to(torch.bfloat16).cpu().view(torch.int16).numpy()
+    return value.float().cpu().numpy().astype(_DTYPES[dtype])
+
+
+def served_tensor(stored: np.ndarray) -> torch.Tensor:
+    """One item of a stored array as a tensor of the storage dtype (int16 bits -> bfloat16).
+    Items keep it up to the device: ``scenarios.stream.to_device`` casts to float32 there, so a
+    half-size cache also halves the bytes loaded and copied."""
+    tensor = torch.from_numpy(np.array(stored))  # a copy: the memory map is read-only
+    return tensor.view(torch.bfloat16) if tensor.dtype == torch.int16 else tensor
 
 
 class CacheEntryError(ValueError):
@@ -128,8 +147,7 @@ class CachedFeatureDataset(Dataset):
 
     def __getitem__(self, index: int) -> Dict[str, Any]:
         item = self.base.load_target(index)
-        item["features"] = {name: torch.from_numpy(np.array(arr[index], dtype=np.float32))
-                            for name, arr in self.arrays.items()}
+        item["features"] = {name: served_tensor(arr[index]) for name, arr in self.arrays.items()}
         return item
 
     def __getstate__(self) -> Dict[str, Any]:
@@ -275,7 +293,7 @@ class FeatureCache:
                      start: int, n: int) -> None:
         """Features of one batch into the memory-mapped arrays of one entry (created at the first)."""
         for key, value in feats.items():
-            value = value.detach().float().cpu().numpy().astype(_DTYPES[self.dtype])
+            value = storage_array(value, self.dtype)
             if key not in arrays:
                 arrays[key] = np.lib.format.open_memmap(tmp / f"{key}.npy", mode="w+", dtype=value.dtype,
                                                         shape=(n,) + value.shape[1:])

@@ -37,7 +37,10 @@ IDENTITY_PARTS = tuple(p for p in PARTS if p not in RECORDED_ONLY)
 #: numerics); saved states of equal settings are earlier attempts of the same run (resume.py)
 SETTING_PARTS = ("stream", "backbone", "hparams", "protocol", "precision", "seed")
 #: run-config fields that change the arithmetic (the ``precision`` part)
-NUMERIC_OPTIONS = ("precision", "cache_dtype", "channels_last", "deterministic", "attention")
+NUMERIC_OPTIONS = ("precision", "cache_dtype", "channels_last", "deterministic", "attention", "compile")
+#: numeric options added after run ids were first published, with their values of before: a run
+#: at that value leaves them out of its fingerprint, so its run id stays what it was
+LATER_NUMERIC_OPTIONS = {"compile": False}
 #: environment variables that change CPU/GPU arithmetic when set (recorded in ``numerics.env``;
 #: the thread-count variables are not: the count the run had is ``numerics.threads``)
 NUMERICS_ENV = ("MKL_ENABLE_INSTRUCTIONS", "MKL_CBWR",
@@ -67,7 +70,8 @@ def identify(cfg: RunConfig, stream_cfg, method: str, seed: int, hparams: Mappin
           "backbone": cfg.backbone,
           "weights": weights_sha256(cfg.backbone, cfg.checkpoint, cfg.cache_dir, cfg.progress),
           "hparams": json.loads(json.dumps(dict(hparams), default=str)), "protocol": cfg.protocol,
-          "precision": {name: getattr(cfg, name) for name in NUMERIC_OPTIONS},
+          "precision": {name: getattr(cfg, name) for name in NUMERIC_OPTIONS
+                        if LATER_NUMERIC_OPTIONS.get(name, object()) != getattr(cfg, name)},
           "code": code_part(), "numerics": numerics_part(device), "seed": int(seed)}
     return Identity(fp, _digest(method, fp, IDENTITY_PARTS), _digest(method, fp, SETTING_PARTS))
 

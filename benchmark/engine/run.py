@@ -25,6 +25,7 @@ from benchmark.core import distributed
 from benchmark.core.registry import list_methods, load_module
 from benchmark.core.storage import StorageLedger
 from benchmark.engine import parallel, resume, saved_models
+from benchmark.engine.compiled import CompileClock, compile_backbone
 from benchmark.engine.config import RunConfig
 from benchmark.engine.context import RunContext, prepare, resolve_device, seed_everything
 from benchmark.engine.evaluator import evaluate_sharded, stack_rows
@@ -59,6 +60,7 @@ class Run:
         self.train_times: List[float] = []
         self.eval_times: List[float] = []
         self.ledger = StorageLedger()
+        self.compiling = CompileClock(cfg.compile)  # seconds spent compiling (timing.compile)
         self.done, self.elapsed_before = 0, 0.0
         self.row0_shared = False  # row 0 taken from the context (evaluate_first_row)
         self._pending_losses = None  # (first index, losses) of the last trained domain
@@ -94,6 +96,9 @@ class Run:
         strategy.general_datasets = general
         apply_evaluation(strategy, load_protocol(self.cfg.protocol), self.cfg.backbone)
         strategy.enable_precision(self.cfg.precision, self.cfg.channels_last)
+        strategy.prefetch = self.cfg.prefetch
+        if self.cfg.compile:
+            compile_backbone(strategy.backbone)
         self.strategy = strategy
         self.experiences = list(to_avalanche(train, test).train_stream)
 
@@ -112,6 +117,7 @@ class Run:
         self.ledger = StorageLedger.from_dict(state["ledger"])
         self.train_times, self.eval_times = list(state["train_times"]), list(state["eval_times"])
         self.elapsed_before = float(state["elapsed"])
+        self.compiling.seconds.update(state.get("compile", {}))
         self.row0_shared = bool(state.get("row0_shared", False))
         if self.samples is not None:
             self.samples.rows = list(state.get("samples", []))
@@ -122,7 +128,8 @@ class Run:
 
     def train_domain(self, t: int) -> None:
         start, first = time.perf_counter(), len(self.strategy.loss_history)
-        self.strategy.learn_domain(self.experiences[t], t, num_workers=self.cfg.num_workers)
+        with self.compiling.phase("train"):
+            self.strategy.learn_domain(self.experiences[t], t, num_workers=self.cfg.num_workers)
         self.train_times.append(time.perf_counter() - start)
         self._notify("on_images", len(self.views[0][t]))
         self.ledger.record(self.stream.domain_names[t], self.strategy.storage())
@@ -167,12 +174,14 @@ class Run:
         a shared row 0 (``evaluate_first_row``) or another test split leaves training as it is."""
         start, rng = time.perf_counter(), resume.rng_state()
         declared = self.ctx.stream_cfg.domain_metrics()
-        row = evaluate_sharded(self.strategy, self.views[1],
-                               batch_size=int(self.strategy.hp["eval_batch_size"]),
-                               num_workers=self.cfg.num_workers, progress=_Progress(self),
-                               metrics=[declared.get(v.domain_name, ()) for v in self.views[1]],
-                               samples=self.samples and self.samples.for_row(
-                                   len(self.rows), final=len(self.rows) == self.stream.trained))
+        with self.compiling.phase("eval"):
+            row = evaluate_sharded(self.strategy, self.views[1],
+                                   batch_size=int(self.strategy.hp["eval_batch_size"]),
+                                   num_workers=self.cfg.num_workers, prefetch=self.cfg.prefetch,
+                                   progress=_Progress(self),
+                                   metrics=[declared.get(v.domain_name, ()) for v in self.views[1]],
+                                   samples=self.samples and self.samples.for_row(
+                                       len(self.rows), final=len(self.rows) == self.stream.trained))
         resume.set_rng_state(rng)
         self.eval_times.append(time.perf_counter() - start)
         self._notify("on_row", self, len(self.rows), row)
@@ -193,7 +202,7 @@ class Run:
         resume.save_state(self.state_dir, {
             "run_id": self.run_id, "domain": done, "rows": self.rows,
             "ledger": self.ledger.to_dict(), "train_times": self.train_times,
-            "eval_times": self.eval_times, "elapsed": self._elapsed(),
+            "eval_times": self.eval_times, "elapsed": self._elapsed(), "compile": self.compiling.seconds,
             "strategy": self.strategy.state_dict(), "rng": resume.rng_state(),
             "samples": self.samples.rows if self.samples is not None else [],
             "row0_shared": self.row0_shared}, self.identity)
@@ -208,6 +217,8 @@ class Run:
                   # for images per second: training images x epochs per domain, images per row
                   "train_images": [len(train[t]) * epochs for t in range(trained)],
                   "eval_images": sum(len(ds) for ds in test)}
+        if self.cfg.compile:  # inside train / eval above; throughput leaves it out of the rates
+            timing["compile"] = dict(self.compiling.seconds)
         extra = dict(strategy.extra_record())
         extra.update(loss_history=list(strategy.loss_history), run_id=self.run_id,
                      world_size=distributed.world_size(), backend=distributed.backend(),

@@ -44,7 +44,8 @@ def test_list_shows_methods_and_backbones(capsys):
 
 
 def test_bad_scale_out_fields_are_one_line_errors(tmp_path, capsys, tiny_run):
-    for bad in ("precision=fp16", "channels_last=maybe", "resume=2", "num_workers=-1", "attention=flash"):
+    for bad in ("precision=fp16", "channels_last=maybe", "resume=2", "num_workers=-1", "attention=flash",
+                "cache_dtype=int8"):
         assert main(tiny_run("zero_shot", tmp_path / "out") + ["--set", bad]) == 2
         err = capsys.readouterr().err
         assert err.startswith("error:") and bad.split("=")[0] in err

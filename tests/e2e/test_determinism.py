@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from benchmark.cli import main
 
@@ -69,3 +70,27 @@ def test_a_diverged_run_is_a_one_line_error_and_writes_no_record(tmp_path, capsy
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1] == "error: finetune_decoder: loss became nan on domain 0; lower the learning rate"
     assert not list(out.glob("*.json"))
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA device"))])
+def test_prefetching_does_not_change_the_record(tmp_path, tiny_run, comparable, caplog, device):
+    """prefetch only moves loading into a background thread (and on CUDA the copies onto a side
+    stream): the same records as loading inline (deterministic kernels on CUDA); replay's loader
+    (Avalanche's, shuffled from the global generator) is loaded inline, said once."""
+    records = {}
+    for depth in (0, 2):
+        out = tmp_path / f"p{depth}"
+        args = tiny_run("lora,replay", out, domains=["polyp", "shadow"])
+        with caplog.at_level("WARNING", logger="methods.template"):
+            assert main(args + ["--set", f"prefetch={depth}", "--set", "cache_dtype=bfloat16",
+                                "--device", device, "--deterministic"]) == 0
+        for path in out.glob("*.json"):
+            record = json.loads(path.read_text())
+            records[(record["method"], depth)] = record
+    for method in ("lora", "replay"):
+        assert comparable(records[(method, 0)]) == comparable(records[(method, 2)]), method
+        assert records[(method, 2)]["config"]["prefetch"] == 2
+    noted = [r.getMessage() for r in caplog.records if r.getMessage().startswith("prefetch:")]
+    assert noted == ["prefetch: replay trains from a ReplayDataLoader, whose order draws from the "
+                     "global random generators; it is loaded inline"]

@@ -45,20 +45,22 @@ def test_bf16_and_channels_last_records_match_fp32(run_record, device, layout_to
 
 
 @pytest.mark.slow
-def test_sdpa_attention_run_matches_official(tmp_path, tiny_run):
+def test_sdpa_attention_runs_match_official(tmp_path, tiny_run):
     """LoRA (blocks 7-11 run at every step, from the block-6 cache) with each attention path: the
     own run id, scores equal to float rounding, the path in the record (config and extra)."""
     records = {}
-    for path in ("official", "sdpa"):
+    for path in ("official", "sdpa", "folded"):
         args = tiny_run("lora", tmp_path / path, domains=["polyp"], epochs=1)
         assert main(args + ["--set", f"attention={path}"]) == 0
         records[path] = json.loads(next((tmp_path / path).glob("*.json")).read_text())
-    official, sdpa = records["official"], records["sdpa"]
-    assert (sdpa["config"]["attention"], sdpa["extra"]["attention"]) == ("sdpa", "sdpa")
+    official = records["official"]
     assert official["extra"]["attention"] == "official"
-    assert sdpa["extra"]["run_id"] != official["extra"]["run_id"]  # rows of their own
-    gap = np.abs(np.array(sdpa["matrices"]["iou"]) - np.array(official["matrices"]["iou"]))
-    assert gap.max() < 1e-4, gap
+    for path in ("sdpa", "folded"):
+        record = records[path]
+        assert (record["config"]["attention"], record["extra"]["attention"]) == (path, path)
+        assert record["extra"]["run_id"] != official["extra"]["run_id"]  # rows of their own
+        gap = np.abs(np.array(record["matrices"]["iou"]) - np.array(official["matrices"]["iou"]))
+        assert gap.max() < 1e-4, (path, gap)
 
 
 def test_bf16_without_native_support_warns(tmp_path, monkeypatch, tiny_run):
@@ -82,3 +84,34 @@ def test_sam2_bf16_channels_last_run_at_1024(tmp_path, tiny_run):
     iou = np.array(record["matrices"]["iou"], dtype=float)
     assert iou.shape == (3, 3) and np.isfinite(iou).all()
     assert record["config"]["precision"] == "bf16" and record["backbone"] == "sam2.1_hiera_t"
+
+
+def _records(out) -> dict:
+    return {r["method"]: r for r in (json.loads(p.read_text()) for p in out.glob("*.json"))}
+
+
+@pytest.mark.parametrize("backend", ["eager", pytest.param("inductor", marks=pytest.mark.slow)])
+def test_compiled_runs_match_eager_ones(tmp_path, tiny_run, monkeypatch, backend):
+    """compile=true: LoRA in the blocks, SAMCL's AugModule hooks and the decoder, each run through
+    Dynamo (``eager``: its capture only; ``inductor``: generated kernels, slow on a CPU); scores
+    equal to float rounding, the compile seconds apart in ``timing.compile``, a run id of its own,
+    and compile=false leaves the run id what it was before the option (no key in the fingerprint)."""
+    import torch._dynamo
+
+    monkeypatch.setattr("benchmark.engine.compiled.BACKEND", backend)
+    records = {}
+    for flag in ("false", "true"):
+        args = tiny_run("lora,samcl,finetune_decoder", tmp_path / flag, domains=["polyp", "shadow"], epochs=1)
+        assert main(args + ["--set", f"compile={flag}"]) == 0
+        records[flag] = _records(tmp_path / flag)
+    torch._dynamo.reset()
+    for method, compiled in records["true"].items():
+        plain = records["false"][method]
+        assert "compile" not in plain["fingerprint"]["precision"] and "compile" not in plain["timing"]
+        assert compiled["fingerprint"]["precision"]["compile"] is True
+        assert compiled["extra"]["run_id"] != plain["extra"]["run_id"]
+        assert compiled["timing"]["compile"]["train"] > 0, method  # Dynamo really ran
+        assert compiled["timing"]["compile"]["compilations"] >= 2, method
+        gap = np.abs(np.array(compiled["matrices"]["iou"]) - np.array(plain["matrices"]["iou"]))
+        assert gap.max() < 1e-4, (method, gap)
+    assert sorted(records["true"]) == ["finetune_decoder", "lora", "samcl"]

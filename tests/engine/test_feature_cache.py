@@ -74,7 +74,33 @@ def test_cache_is_reused_and_invalidated_by_file_changes(backbone, dataset, tmp_
     assert fp16.entry_dir(backbone, dataset, "neck") != first
     half = fp16.view(backbone, dataset, "neck")[0]["features"]["image_embed"]
     full = cache.view(backbone, dataset, "neck")[0]["features"]["image_embed"]
-    assert half.dtype == torch.float32 and torch.allclose(half, full, atol=1e-2, rtol=1e-2)
+    assert half.dtype == torch.float16 and torch.allclose(half.float(), full, atol=1e-2, rtol=1e-2)
+
+
+@pytest.mark.parametrize("dtype,torch_dtype", [("float16", torch.float16), ("bfloat16", torch.bfloat16)])
+def test_half_caches_serve_their_dtype_and_widen_on_the_device(backbone, dataset, tmp_path, dtype,
+                                                               torch_dtype):
+    """A half-size entry holds the float32 features rounded to its dtype (bfloat16 as int16 bits),
+    its items carry that dtype (half the bytes to load and copy), and ``to_device`` widens them to
+    float32 after the copy, exactly."""
+    from scenarios.stream import collate_samples, to_device
+
+    full = FeatureCache(tmp_path / "full", progress=False).view(backbone, dataset, "block6")
+    half_cache = FeatureCache(tmp_path / "half", dtype=dtype, progress=False)
+    half = half_cache.view(backbone, dataset, "block6")
+    entry = half_cache.entry_dir(backbone, dataset, "block6")
+    assert (entry / "tokens.npy").stat().st_size < 0.6 * sum(f.stat().st_size for f in
+                                                               (tmp_path / "full").glob("*/tokens.npy"))
+    items = [half[i] for i in range(3)]
+    for i, item in enumerate(items):
+        tokens = item["features"]["tokens"]
+        assert tokens.dtype == torch_dtype
+        assert torch.equal(tokens, full[i]["features"]["tokens"].to(torch_dtype))
+    batch = to_device(collate_samples(items), "cpu")
+    tokens = batch["features"]["tokens"]
+    assert tokens.dtype == torch.float32
+    assert torch.equal(tokens, torch.stack([it["features"]["tokens"] for it in items]).float())
+    assert batch["mask"].dtype == items[0]["mask"].dtype  # other tensors keep their dtype
 
 
 def test_crash_during_build_leaves_no_entry(backbone, dataset, tmp_path, monkeypatch):

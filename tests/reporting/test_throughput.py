@@ -19,7 +19,8 @@ def test_images_per_second_from_a_record(tmp_path, capsys, tiny_run):
     assert math.isclose(row["train img/s"], 16 / sum(timing["train"]))
     assert math.isclose(row["eval img/s"], 6 * 3 / sum(timing["eval"]))  # 3 rows: zero-shot + 2
     assert row["precision"] == "fp32" and row["world"] == 1 and row["workers"] == 0
-    assert row["attention"] == "official"  # auto on a CPU
+    assert row["attention"] == "official"  # auto on sam_small's 16x16 tokens
+    assert (row["cache"], row["compile"], row["prefetch"]) == ("float32", False, 0)
     assert "| finetune_decoder" in render([row], markdown=True)
     capsys.readouterr()
     assert main(["throughput", str(out), "--markdown"]) == 0
@@ -33,6 +34,19 @@ def test_images_per_second_from_a_record(tmp_path, capsys, tiny_run):
     (tmp_path / "shared" / "r.json").write_text(json.dumps(shared))
     (shared_row,) = rows_of([str(tmp_path / "shared")])
     assert math.isclose(shared_row["eval img/s"], 6 * 2 / sum(timing["eval"][1:]))
+
+    compiled = json.loads(json.dumps(record))  # compile=true: its compile seconds left out
+    compiled["config"]["compile"] = True
+    compiled["timing"]["compile"] = {"train": timing["train_total"] / 2, "eval": sum(timing["eval"]) / 4,
+                                     "compilations": 5}
+    (tmp_path / "compiled").mkdir()
+    (tmp_path / "compiled" / "r.json").write_text(json.dumps(compiled))
+    (compiled_row,) = rows_of([str(tmp_path / "compiled")])
+    assert math.isclose(compiled_row["train img/s"], 2 * row["train img/s"])
+    assert math.isclose(compiled_row["eval img/s"], row["eval img/s"] * 4 / 3)
+    assert compiled_row["compile"] and math.isclose(
+        compiled_row["compile s"], timing["train_total"] / 2 + sum(timing["eval"]) / 4)
+    assert math.isclose(row["paper min"], (7070 * 20 / row["train img/s"] + 3495 * 6 / row["eval img/s"]) / 60)
 
     del record["timing"]["train_images"]  # a record from before the counts existed
     (out / "old.json").write_text(json.dumps(record))

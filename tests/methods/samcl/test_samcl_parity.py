@@ -16,7 +16,8 @@ from methods.samcl.selector import pooled_tap
 
 CASES = ["sam1_kvasir", "sam1_isic", "sam1_kvasir_pospert", "sam2_kvasir", "sam2_isic", "sam2_kvasir_pospert"]
 # the forward goldens with each attention path (SAM2 has only its own, already SDPA)
-FORWARD = [(c, "official") for c in CASES] + [(c, "sdpa") for c in CASES if c.startswith("sam1")]
+FORWARD = [(c, "official") for c in CASES] + [(c, path) for path in ("sdpa", "folded")
+                                               for c in CASES if c.startswith("sam1")]
 ATOL = 1e-4
 
 
