@@ -37,10 +37,11 @@ import yaml
 
 from benchmark.core import statetree
 from benchmark.core.storage import SAMPLE_PARTS, encode_samples
+from benchmark.reporting.records import SAVED_MODEL_MANIFEST
 from scenarios.fileio import sha256_file
 
 FORMAT, VERSION = "samcl-bench-saved-model", 1
-META, MODEL, STATE, STREAM = "model.json", "model.safetensors", "state.safetensors", "stream.yaml"
+META, MODEL, STATE, STREAM = SAVED_MODEL_MANIFEST, "model.safetensors", "state.safetensors", "stream.yaml"
 MODELS_DIR = "models"
 
 

@@ -299,15 +299,21 @@ def read_record(path: str | Path) -> RunRecord:
     return record
 
 
+#: the manifest of a saved model (``<output>/models/<run id>/domain_<t>/``, engine/saved_models.py):
+#: found beside the records, never one of them
+SAVED_MODEL_MANIFEST = "model.json"
+
+
 def record_files(paths_or_dirs: Iterable[str | Path] | str | Path) -> list[Path]:
-    """The ``*.json`` files named or found (recursively, hidden names skipped) in folders."""
+    """The ``*.json`` files named or found (recursively; hidden names and saved models' manifests
+    skipped) in folders."""
     if isinstance(paths_or_dirs, (str, Path)):
         paths_or_dirs = [paths_or_dirs]
     files: list[Path] = []
     for p in map(Path, paths_or_dirs):
         if p.is_dir():
-            files += sorted(f for f in p.rglob("*.json")
-                            if not any(part.startswith(".") for part in f.relative_to(p).parts))
+            files += sorted(f for f in p.rglob("*.json") if f.name != SAVED_MODEL_MANIFEST
+                            and not any(part.startswith(".") for part in f.relative_to(p).parts))
         elif p.is_file():
             files.append(p)
         else:

@@ -82,6 +82,18 @@ def test_each_domain_is_saved_with_what_it_is(saved_models_run):
                 assert meta["fingerprint"] == record["fingerprint"]
 
 
+def test_reading_the_results_folder_skips_the_saved_models(saved_models_run, caplog):
+    """The saved models' model.json files lie under the results folder: the report and throughput
+    read the records only, with no warning about the manifests."""
+    from benchmark.reporting.records import load_records
+
+    assert list((saved_models_run / "models").rglob("model.json"))
+    with caplog.at_level("WARNING"):
+        records = load_records([saved_models_run])
+    assert sorted(r.method for r in records) == sorted(records_of(saved_models_run))
+    assert not [r for r in caplog.records if "skipping" in r.getMessage()]
+
+
 @pytest.mark.parametrize("method", ["lora", "samcl", "replay", "finetune_decoder"])
 def test_storage_equals_the_saved_bytes_per_component(saved_models_run, method):
     record = records_of(saved_models_run)[method]
