@@ -16,8 +16,8 @@
 #      in fp32 with the official attention, one image at a time, against ours from the block-6
 #      cache), ours new (folded, bf16, batch BATCH) and old (official, fp32, batch 1);
 #   5. the harness on SAM2.1 Hiera-T at 1024 px, old and new as in 3 (its attention is SDPA already);
-#   6. compile: samcl and lora on SAM ViT-B the new way with compile=true (compilation takes
-#      minutes, hence late), and the SAM ViT-B table again with them;
+#   6. compile: lora and samcl on SAM ViT-B the new way with compile=true, one process each
+#      (compilation takes minutes, hence late), and the SAM ViT-B table again with them;
 #   7. the CUDA tests: prefetching on a side stream, bf16 / channels-last records against fp32, SAM2.1
 #      at 1024, torchrun with nccl, the attention paths in whole runs.
 #
@@ -30,23 +30,31 @@
 # (default 3), REPEAT (default 8), BATCH (default 16), STEPS (default "env attention vit_b speed
 # hiera_t compile tests": the steps to run) and VIT_B / HIERA_T (the backbones of steps 3 and 5) exist for
 # dry runs on a CPU (DEVICE=cpu VIT_B=sam_small HIERA_T=sam_small REPEAT=1 STEPS="env vit_b" ...).
-# A failing step does not stop the others; the exit status is the number of failed steps.
+# BUDGET (seconds, default 0 = none) bounds the whole script: a step is stopped when the budget runs
+# out and the later ones are skipped, so that a command after the script (packing OUT_DIR) still runs
+# inside the device tool's time limit. A failing step does not stop the others; the exit status is
+# the number of failed steps (a stopped one counts as failed).
 set -uo pipefail
 EPOCHS=${EPOCHS:-3}
 BATCH=${BATCH:-16}
 STEPS=${STEPS:-env attention vit_b speed hiera_t compile tests}
+BUDGET=${BUDGET:-0}
 VIT_B=${VIT_B:-sam_vit_b}
 HIERA_T=${HIERA_T:-sam2.1_hiera_t}
 source "$(dirname "$0")/device_common.sh"
 
-failed=0
-step() {  # step NAME COMMAND...: run, log to $OUT/NAME.log, report status and seconds
+failed=0 skipped=0
+step() {  # step NAME COMMAND...: run within what is left of BUDGET, log to $OUT/NAME.log, report
   local name=$1; shift
-  local t0=$SECONDS
+  local t0=$SECONDS left=$((BUDGET > 0 ? BUDGET - SECONDS : 86400))
+  if [ $left -lt 15 ]; then
+    echo "== $name: skipped, the budget of $BUDGET s is spent"; skipped=$((skipped + 1)); return
+  fi
   echo "== $name: $*"
-  "$@" > "$OUT/$name.log" 2>&1
+  timeout -k 10 $left "$@" > "$OUT/$name.log" 2>&1
   local rc=$?
   tail -n 30 "$OUT/$name.log"
+  [ $rc -eq 124 ] && echo "== $name: stopped at the budget of $BUDGET s"
   echo "== $name: exit $rc in $((SECONDS - t0)) s"
   [ $rc -eq 0 ] || failed=$((failed + 1))
 }
@@ -87,7 +95,9 @@ if wanted hiera_t; then
   step hiera_t_throughput "$PY" run_benchmark.py throughput "$OUT/records_$HIERA_T" --markdown
 fi
 if wanted compile; then
-  harness vit_b_compiled "$VIT_B" samcl,lora "${NEW[@]}" --set compile=true
+  for method in lora samcl; do  # one process each: a crash in one compiled run keeps the other's record
+    harness "vit_b_compiled_$method" "$VIT_B" $method "${NEW[@]}" --set compile=true
+  done
   step vit_b_throughput_compiled "$PY" run_benchmark.py throughput "$OUT/records_$VIT_B" --markdown
 fi
 marks=(); [ "$DEVICE" = cpu ] && marks=(-m "not slow")  # a CPU dry run leaves the slow ones out
@@ -95,5 +105,5 @@ wanted tests && step tests "$PY" -m pytest -q -p no:cacheprovider tests/scenario
     tests/e2e/test_determinism.py tests/e2e/test_precision_runs.py tests/e2e/test_torchrun.py \
     -k "cuda or sam2 or nccl or attention_runs" "${marks[@]}"
 rm -rf "$OUT/cache" "$SAMPLE_COPY"
-echo "== $failed step(s) failed; logs in $OUT"
+echo "== $failed step(s) failed, $skipped skipped; logs in $OUT ($SECONDS s)"
 exit $failed

@@ -9,16 +9,17 @@
 # templates pulls in beyond such a stack (found by blocking imports one by one, then checked by a
 # CPU dry run of device_check.sh in a Python 3.11 venv holding only torch and such a stack):
 # segment-anything, sam2 with hydra and iopath; avalanche-lib and what it imports at load time,
-# wandb included (Avalanche's confusion-matrix metric imports it unconditionally). Versions are the ones installed in PY's
+# wandb included (Avalanche's confusion-matrix metric imports it unconditionally); pysodmetrics for
+# the streams that declare the domains' own metrics. Versions are the ones installed in PY's
 # environment (the ones the tests ran with). Pure-Python packages are built or fetched as
 # py3-none-any wheels here; the two compiled ones are fetched for CPython 3.12 on x86-64 Linux
-# (PYVER to change that). 31 wheels, about 26 MB.
+# (PYVER to change that). 32 wheels, about 26 MB.
 set -euo pipefail
 DEST=${1:-.whl}
 PY=${PY:-.venv/bin/python}
 PYVER=${PYVER:-3.12}
 PURE="segment-anything sam2 hydra-core omegaconf antlr4-python3-runtime iopath avalanche-lib dill gputil
-pytorchcv qpsolvers gdown beautifulsoup4 soupsieve pydantic annotated-types typing-inspection
+pytorchcv qpsolvers gdown beautifulsoup4 soupsieve pydantic annotated-types typing-inspection pysodmetrics
 platformdirs httpx2 httpcore2 truststore opentelemetry-api opentelemetry-sdk opentelemetry-proto
 opentelemetry-semantic-conventions opentelemetry-exporter-otlp-proto-http
 opentelemetry-exporter-otlp-proto-common opentelemetry-exporter-otlp-common
