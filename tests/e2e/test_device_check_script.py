@@ -4,23 +4,10 @@ import os
 import subprocess
 import sys
 
-import numpy as np
-from PIL import Image
 
-
-def _samples(root):
+def test_a_spent_budget_skips_the_steps_and_cleans_up(tmp_path, repo_root, tiny_domain):
     for domain in ("Kvasir", "ISIC"):
-        split = root / domain / "test"
-        (split / "images").mkdir(parents=True)
-        (split / "masks").mkdir()
-        Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(split / "images" / "a.jpg")
-        mask = np.zeros((16, 16), np.uint8)
-        mask[4:12, 4:12] = 255
-        Image.fromarray(mask).save(split / "masks" / "a.png")
-
-
-def test_a_spent_budget_skips_the_steps_and_cleans_up(tmp_path, repo_root):
-    _samples(tmp_path / "samples")
+        tiny_domain(tmp_path / "samples" / domain, n=1, size=16)
     out = tmp_path / "out"
     env = dict(os.environ, PY=sys.executable, DEVICE="cpu", REPEAT="2", BUDGET="1",
                STEPS="env vit_b tests")
